@@ -65,6 +65,4 @@ def build_client(
         "transport": _transport(settings),
     }
     kwargs.update(overrides)
-    return ContainerRegistryManagementClient(
-        credential or build_credential(settings), subscription, **kwargs
-    )
+    return ContainerRegistryManagementClient(credential or build_credential(settings), subscription, **kwargs)

@@ -65,14 +65,15 @@ def _retry_after(exc: HttpResponseError) -> float | None:
     response = exc.response
     if response is None:
         return None
+    headers = getattr(response, "headers", {})
     for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        value = response.headers.get(name)
+        value = headers.get(name)
         if value:
             try:
                 return float(value) / 1000
             except ValueError:
                 pass
-    value = response.headers.get("Retry-After")
+    value = headers.get("Retry-After")
     if value:
         try:
             return float(value)

@@ -4,6 +4,7 @@ managed-identity endpoint and the control API. Rules stay in models.py; wire det
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import socket
@@ -31,8 +32,22 @@ from georep.emulator.responses import NO_BODY, NULL_BODY, ArmResponses, Call, Re
 from georep.emulator.settings import SUPPORTED_API_VERSIONS, EmulatorSettings
 from georep.emulator.throttling import Kind
 
-_KIND: dict[str, Kind] = {"GET": "reads", "HEAD": "reads", "PUT": "writes", "PATCH": "writes", "DELETE": "deletes"}
-_REQUEST_FILTERS = ("method", "route", "status", "registry", "replication", "subscription", "client_request_id")
+_KIND: dict[str, Kind] = {
+    "GET": "reads",
+    "HEAD": "reads",
+    "PUT": "writes",
+    "PATCH": "writes",
+    "DELETE": "deletes",
+}
+_REQUEST_FILTERS = (
+    "method",
+    "route",
+    "status",
+    "registry",
+    "replication",
+    "subscription",
+    "client_request_id",
+)
 
 
 def _abort(send: Send) -> bool:
@@ -43,10 +58,8 @@ def _abort(send: Send) -> bool:
         return False
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
     return True
 
@@ -62,13 +75,13 @@ class ArmApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        response: Response | None
         if request.url.path.startswith(urls.ADMIN_PREFIX):
             response = await self.admin(request)
         else:
             response = await self.arm(request, send)
-            if response is None:
-                return
-        await response(scope, receive, send)
+        if response is not None:  # None: the connection was reset on purpose
+            await response(scope, receive, send)
 
     # ---------------------------------------------------------------------- ARM
     async def arm(self, request: Request, send: Send) -> Response | None:
@@ -115,8 +128,9 @@ class ArmApp:
             route = matched[0]
             handler = route.methods.get(method)
             if handler is None:
-                raise ArmError(f"The method '{method}' is not allowed on this resource.", status=405,
-                               code="MethodNotAllowed")  # fmt: skip
+                raise ArmError(
+                    f"The method '{method}' is not allowed on this resource.", status=405, code="MethodNotAllowed"
+                )
             api_version = request.query_params.get("api-version")
             if not api_version:
                 raise MissingApiVersionParameter(
@@ -137,8 +151,16 @@ class ArmApp:
                     "the additional tokens are available.",
                     retry_after=decision.retry_after,
                 )
-            call = Call(method, path, dict(request.query_params), body, str(request.base_url).rstrip("/"),
-                        api_version, principal.id, params)  # fmt: skip
+            call = Call(
+                method,
+                path,
+                dict(request.query_params),
+                body,
+                str(request.base_url).rstrip("/"),
+                api_version,
+                principal.id,
+                params,
+            )
             reply: Reply = getattr(self.responses, handler)(call)
         except ArmError as exc:
             reply = Reply(exc.status, exc.body())
@@ -167,8 +189,9 @@ class ArmApp:
         if reply.body is NO_BODY:
             return Response(b"", status_code=reply.status, headers=headers)
         content = b"null" if reply.body is NULL_BODY else json.dumps(reply.body).encode()
-        return Response(content, status_code=reply.status, headers=headers,
-                        media_type="application/json; charset=utf-8")  # fmt: skip
+        return Response(
+            content, status_code=reply.status, headers=headers, media_type="application/json; charset=utf-8"
+        )
 
     def _log(self, entry: dict[str, Any], status: int, started: float) -> None:
         entry["status"] = status
@@ -247,9 +270,15 @@ class IdentityApp:
         request = Request(scope, receive)
         response = self.handle(request)
         self.backend.store.log_request(
-            {"ts": time.time(), "method": request.method, "path": request.url.path, "route": "identity.token",
-             "status": response.status_code, "latency_ms": 0.0,
-             "principal": request.query_params.get("client_id")}  # fmt: skip
+            {
+                "ts": time.time(),
+                "method": request.method,
+                "path": request.url.path,
+                "route": "identity.token",
+                "status": response.status_code,
+                "latency_ms": 0.0,
+                "principal": request.query_params.get("client_id"),
+            }
         )
         await response(scope, receive, send)
 
@@ -259,7 +288,10 @@ class IdentityApp:
         supplied = request.headers.get("x-identity-header", "")
         if not supplied or not hmac.compare_digest(supplied, self.identity_header):
             return JSONResponse(
-                {"error": "unauthorized_client", "error_description": "X-IDENTITY-HEADER is missing or wrong."},
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "X-IDENTITY-HEADER is missing or wrong.",
+                },
                 status_code=401,
             )
         resource = request.query_params.get("resource")
@@ -270,8 +302,10 @@ class IdentityApp:
             )
         if resource.rstrip("/") != self.authority.audience:
             return JSONResponse(
-                {"error": "invalid_resource",
-                 "error_description": f"No token can be issued for resource '{resource}'."},  # fmt: skip
+                {
+                    "error": "invalid_resource",
+                    "error_description": f"No token can be issued for resource '{resource}'.",
+                },
                 status_code=400,
             )
         return JSONResponse(self.authority.issue(resource, request.query_params.get("client_id")))

@@ -37,11 +37,25 @@ class EmulatorControl:
         result: dict[str, Any] = self._call("GET", "state")
         return result
 
-    def declare_registry(self, subscription: str, resource_group: str, name: str, location: str,
-                         sku: str = "Premium", size_gb: float = 0.0, tags: dict[str, str] | None = None
-                         ) -> dict[str, Any]:  # fmt: skip
-        body = {"subscription": subscription, "resource_group": resource_group, "name": name,
-                "location": location, "sku": sku, "size_gb": size_gb, "tags": tags or {}}  # fmt: skip
+    def declare_registry(
+        self,
+        subscription: str,
+        resource_group: str,
+        name: str,
+        location: str,
+        sku: str = "Premium",
+        size_gb: float = 0.0,
+        tags: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "subscription": subscription,
+            "resource_group": resource_group,
+            "name": name,
+            "location": location,
+            "sku": sku,
+            "size_gb": size_gb,
+            "tags": tags or {},
+        }
         result: dict[str, Any] = self._call("POST", "registries", json=body)
         return result
 

@@ -94,7 +94,5 @@ class TokenAuthority:
                 f"It should exactly match with one of the allowed audiences '{self.audience}'."
             )
         if int(claims.get("exp", 0)) <= time.time():
-            raise ExpiredAuthenticationToken(
-                "The access token expiry UTC time is earlier than current UTC time."
-            )
+            raise ExpiredAuthenticationToken("The access token expiry UTC time is earlier than current UTC time.")
         return Principal(id=str(claims.get("oid", DEFAULT_PRINCIPAL)))

@@ -20,6 +20,7 @@ from georep.emulator.exceptions import (
     AnotherOperationInProgress,
     Conflict,
     HomeReplicationCannotBeDeleted,
+    InvalidRequestContent,
     InvalidResourceLocation,
     PropertyChangeNotAllowed,
     RegistrySkuNotSupported,
@@ -29,7 +30,7 @@ from georep.emulator.exceptions import (
     TooManyInFlightOperations,
 )
 from georep.emulator.faults import FaultBook, FaultRule
-from georep.emulator.operations import Operation, new_operation_id
+from georep.emulator.operations import Operation, OpKind, new_operation_id
 from georep.emulator.resources import Registry, Replication, registry_key, replication_key
 from georep.emulator.settings import EmulatorSettings
 from georep.emulator.store import Store
@@ -66,12 +67,8 @@ class Backend:
         meta = self.store.get("meta", "clock") or {}
         self.clock = Clock(float(meta.get("offset", 0.0)))
         self.registries: dict[str, Registry] = {k: Registry(**v) for k, v in self.store.items("registries")}
-        self.replications: dict[str, Replication] = {
-            k: Replication(**v) for k, v in self.store.items("replications")
-        }
-        self.operations: dict[str, Operation] = {
-            k: Operation.from_dict(v) for k, v in self.store.items("operations")
-        }
+        self.replications: dict[str, Replication] = {k: Replication(**v) for k, v in self.store.items("replications")}
+        self.operations: dict[str, Operation] = {k: Operation.from_dict(v) for k, v in self.store.items("operations")}
         self.tombstones: dict[str, float] = {k: v["until"] for k, v in self.store.items("tombstones")}
 
     # ----------------------------------------------------------------- control
@@ -118,9 +115,7 @@ class Backend:
         validation.check_names(resource_group, name)
         home = validation.check_location(location, set(self.settings.granted_restricted_regions))
         if sku not in ("Basic", "Standard", "Premium"):
-            raise validation.InvalidRequestContent(
-                f"sku must be Basic, Standard or Premium; got '{sku}'.", target="sku.name"
-            )
+            raise InvalidRequestContent(f"sku must be Basic, Standard or Premium; got '{sku}'.", target="sku.name")
         with self._lock:
             now = self.now()
             existing = self.registries.get(registry_key(subscription, resource_group, name))
@@ -133,10 +128,23 @@ class Backend:
             home_key = replication_key(subscription, resource_group, name, reg.location)
             if home_key not in self.replications:
                 rep = Replication(
-                    subscription, resource_group, reg.name, reg.location, reg.location, {}, True, "Disabled",
-                    "Succeeded", now, "acr", now, "acr", now, succeeded_at=now - self._sync_seconds(reg),
+                    subscription,
+                    resource_group,
+                    reg.name,
+                    reg.location,
+                    reg.location,
+                    {},
+                    True,
+                    "Disabled",
+                    "Succeeded",
+                    now,
+                    "acr",
+                    now,
+                    "acr",
+                    now,
+                    succeeded_at=now - self._sync_seconds(reg),
                     sync_seconds=self._sync_seconds(reg),
-                )  # fmt: skip
+                )
                 self._save(rep)
             return reg
 
@@ -192,11 +200,7 @@ class Backend:
             self.settle()
             reg = self.get_registry(subscription, resource_group, registry)
             now = self.now()
-            items = [
-                r
-                for r in self.replications.values()
-                if r.key.startswith(reg.key + "/") and r.listed_from <= now
-            ]
+            items = [r for r in self.replications.values() if r.key.startswith(reg.key + "/") and r.listed_from <= now]
             if self.settings.list_order == "sorted":
                 return sorted(items, key=lambda r: r.name.lower())
             # arbitrary but stable across pages of one listing, like the real service
@@ -229,10 +233,22 @@ class Backend:
             if existing is None and body.location == reg.location:
                 # azure-rest-api-specs#10233: the service accepts a PUT for the home location and ignores it.
                 ghost = Replication(
-                    subscription, resource_group, reg.name, name, body.location, body.tags,
-                    body.region_endpoint_enabled, body.zone_redundancy, "Succeeded", now, principal, now,
-                    principal, now, succeeded_at=now,
-                )  # fmt: skip
+                    subscription,
+                    resource_group,
+                    reg.name,
+                    name,
+                    body.location,
+                    body.tags,
+                    body.region_endpoint_enabled,
+                    body.zone_redundancy,
+                    "Succeeded",
+                    now,
+                    principal,
+                    now,
+                    principal,
+                    now,
+                    succeeded_at=now,
+                )
                 return WriteResult(200, ghost, None)
             if existing is not None:
                 return self._put_existing(existing, body, principal, now)
@@ -243,21 +259,43 @@ class Backend:
                     "Retry the request later."
                 )
             self._check_inflight(reg)
-            op = self._new_operation("create", subscription, resource_group, reg.name, name, body.location,
-                                     self.settings.create_seconds, lro_faults)  # fmt: skip
+            op = self._new_operation(
+                "create",
+                subscription,
+                resource_group,
+                reg.name,
+                name,
+                body.location,
+                self.settings.create_seconds,
+                lro_faults,
+            )
             rep = Replication(
-                subscription, resource_group, reg.name, name, body.location, body.tags,
-                body.region_endpoint_enabled, body.zone_redundancy, "Creating", now, principal, now, principal,
-                now, sync_seconds=self._sync_seconds(reg), operation_id=op.id,
+                subscription,
+                resource_group,
+                reg.name,
+                name,
+                body.location,
+                body.tags,
+                body.region_endpoint_enabled,
+                body.zone_redundancy,
+                "Creating",
+                now,
+                principal,
+                now,
+                principal,
+                now,
+                sync_seconds=self._sync_seconds(reg),
+                operation_id=op.id,
                 listed_from=now + self.settings.list_lag_seconds,
-            )  # fmt: skip
+            )
             self.tombstones.pop(key, None)
             self.store.delete("tombstones", key)
             self._save(rep)
             return WriteResult(201, rep, op)
 
-    def _put_existing(self, rep: Replication, body: validation.ReplicationBody, principal: str,
-                      now: float) -> WriteResult:  # fmt: skip
+    def _put_existing(
+        self, rep: Replication, body: validation.ReplicationBody, principal: str, now: float
+    ) -> WriteResult:
         if rep.provisioning_state in TRANSITIONAL:
             raise AnotherOperationInProgress(
                 f"The replication '{rep.name}' is {rep.provisioning_state.lower()}; another operation is in "
@@ -310,8 +348,16 @@ class Backend:
                 self._save(rep)
                 return WriteResult(200, rep, None)
             self._check_inflight(self.get_registry(subscription, resource_group, registry))
-            op = self._new_operation("update", subscription, resource_group, rep.registry, rep.name,
-                                     rep.location, self.settings.update_seconds, lro_faults)  # fmt: skip
+            op = self._new_operation(
+                "update",
+                subscription,
+                resource_group,
+                rep.registry,
+                rep.name,
+                rep.location,
+                self.settings.update_seconds,
+                lro_faults,
+            )
             op.extra["previous_state"] = rep.provisioning_state
             self._save_op(op)
             rep.provisioning_state, rep.status_changed_at, rep.operation_id = "Updating", now, op.id
@@ -343,8 +389,16 @@ class Backend:
                     "in progress. Retry after it completes."
                 )
             self._check_inflight(reg)
-            op = self._new_operation("delete", subscription, resource_group, reg.name, rep.name, rep.location,
-                                     self.settings.delete_seconds, lro_faults)  # fmt: skip
+            op = self._new_operation(
+                "delete",
+                subscription,
+                resource_group,
+                reg.name,
+                rep.name,
+                rep.location,
+                self.settings.delete_seconds,
+                lro_faults,
+            )
             now = self.now()
             rep.provisioning_state, rep.status_changed_at, rep.operation_id = "Deleting", now, op.id
             self._save(rep)
@@ -404,8 +458,7 @@ class Backend:
         return sum(
             1
             for op in self.operations.values()
-            if not op.is_done(now)
-            and registry_key(op.subscription, op.resource_group, op.registry) == reg.key
+            if not op.is_done(now) and registry_key(op.subscription, op.resource_group, op.registry) == reg.key
         )
 
     def _check_inflight(self, reg: Registry) -> None:
@@ -416,13 +469,31 @@ class Backend:
                 "Retry after one completes."
             )
 
-    def _new_operation(self, kind: str, subscription: str, resource_group: str, registry: str, name: str,
-                       location: str, seconds: float, faults: list[FaultRule] | None) -> Operation:  # fmt: skip
+    def _new_operation(
+        self,
+        kind: OpKind,
+        subscription: str,
+        resource_group: str,
+        registry: str,
+        name: str,
+        location: str,
+        seconds: float,
+        faults: list[FaultRule] | None,
+    ) -> Operation:
         duration: float | None = seconds
         if self.settings.jitter:
             duration = seconds * (1 + self._rng.uniform(-self.settings.jitter, self.settings.jitter))
-        op = Operation(new_operation_id(), kind, subscription, resource_group, registry, name, location,  # type: ignore[arg-type]
-                       self.now(), duration)  # fmt: skip
+        op = Operation(
+            new_operation_id(),
+            kind,
+            subscription,
+            resource_group,
+            registry,
+            name,
+            location,
+            self.now(),
+            duration,
+        )
         for rule in faults or []:
             if rule.action == "lro_never":
                 op.duration = None

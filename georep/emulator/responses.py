@@ -96,17 +96,27 @@ class ArmResponses:
     def create_replication(self, call: Call) -> Reply:
         p = call.params
         result = self.backend.create_replication(
-            p["subscription"], p["resource_group"], p["registry"], p["replication"], call.body, call.principal,
+            p["subscription"],
+            p["resource_group"],
+            p["registry"],
+            p["replication"],
+            call.body,
+            call.principal,
             self._lro_faults(call),
-        )  # fmt: skip
+        )
         return self._write_reply(call, result, "Azure-AsyncOperation")
 
     def update_replication(self, call: Call) -> Reply:
         p = call.params
         result = self.backend.update_replication(
-            p["subscription"], p["resource_group"], p["registry"], p["replication"], call.body, call.principal,
+            p["subscription"],
+            p["resource_group"],
+            p["registry"],
+            p["replication"],
+            call.body,
+            call.principal,
             self._lro_faults(call),
-        )  # fmt: skip
+        )
         return self._write_reply(call, result, "Azure-AsyncOperation")
 
     def delete_replication(self, call: Call) -> Reply:

@@ -171,8 +171,10 @@ class EmulatorServer:
 
     async def _serve(self, arm_sock: socket.socket, id_sock: socket.socket) -> None:
         arm, ident = self._servers
-        tasks = [asyncio.create_task(arm.serve(sockets=[arm_sock])),
-                 asyncio.create_task(ident.serve(sockets=[id_sock]))]  # fmt: skip
+        tasks = [
+            asyncio.create_task(arm.serve(sockets=[arm_sock])),
+            asyncio.create_task(ident.serve(sockets=[id_sock])),
+        ]
         while not (arm.started and ident.started):
             if any(t.done() for t in tasks):
                 break

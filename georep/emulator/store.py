@@ -36,17 +36,27 @@ CREATE TABLE IF NOT EXISTS requests (
 """
 
 REQUEST_COLUMNS = (
-    "id", "ts", "method", "path", "route", "status", "latency_ms", "subscription", "resource_group",
-    "registry", "replication", "principal", "client_request_id", "fault",
-)  # fmt: skip
+    "id",
+    "ts",
+    "method",
+    "path",
+    "route",
+    "status",
+    "latency_ms",
+    "subscription",
+    "resource_group",
+    "registry",
+    "replication",
+    "principal",
+    "client_request_id",
+    "fault",
+)
 
 
 class Store:
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None
-        )
+        self._conn = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
         if path:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")

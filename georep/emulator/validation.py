@@ -94,8 +94,7 @@ def _tags(data: dict[str, Any]) -> dict[str, str] | None:
     for name, value in tags.items():
         if not name or len(name) > MAX_TAG_NAME or len(value) > MAX_TAG_VALUE:
             raise InvalidRequestContent(
-                f"Tag '{name[:40]}' is invalid: names are 1-{MAX_TAG_NAME} characters, "
-                f"values at most {MAX_TAG_VALUE}.",
+                f"Tag '{name[:40]}' is invalid: names are 1-{MAX_TAG_NAME} characters, values at most {MAX_TAG_VALUE}.",
                 target=f"tags.{name[:40]}",
             )
     return dict(tags)
@@ -152,8 +151,7 @@ def parse_replication(raw: bytes, granted: set[str]) -> ReplicationBody:
     zone_redundancy = _zone_redundancy(props)
     if zone_redundancy == "Enabled" and not regions.has_zones(normalized):
         raise ZoneRedundancyNotSupported(
-            f"Zone redundancy is not supported in location '{normalized}': the region has no availability "
-            "zones.",
+            f"Zone redundancy is not supported in location '{normalized}': the region has no availability zones.",
             target="properties.zoneRedundancy",
         )
     endpoint = props.get("regionEndpointEnabled")
