@@ -34,7 +34,11 @@ class RegistryInfo(BaseModel):
 
 class ReplicaSpec(BaseModel):
     """A desired replica. ``region_endpoint_enabled=None`` means "leave it as it is" (never re-enable routing
-    implicitly: disabling it may be a deliberate mitigation)."""
+    implicitly: disabling it may be a deliberate mitigation).
+
+    ``region_endpoint_explicit`` records whether the plan's region entry said so itself: only an explicit
+    ``true`` re-enables a disabled endpoint; a ``true`` inherited from the defaults applies to new replicas only.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -42,6 +46,7 @@ class ReplicaSpec(BaseModel):
     name: str
     zone_redundancy: bool = False
     region_endpoint_enabled: bool | None = None
+    region_endpoint_explicit: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
 
 
