@@ -144,7 +144,15 @@ class EmulatorServer:
             backend.declare_registry(**spec)
         authority = TokenAuthority(self.secrets.token_key, self.settings.audience, self.settings.token_ttl_seconds)
         self.backend = backend
-        common = {"log_level": "warning", "access_log": False, "lifespan": "off", "timeout_keep_alive": 75}
+        # a client that keeps an idle TLS connection open (e.g. one held by an SDK exception) would otherwise hold
+        # shutdown until asyncio's 30 s SSL close timeout, past stop()'s join: bound the graceful wait
+        common = {
+            "log_level": "warning",
+            "access_log": False,
+            "lifespan": "off",
+            "timeout_keep_alive": 75,
+            "timeout_graceful_shutdown": 1,
+        }
         self._servers = [
             uvicorn.Server(
                 uvicorn.Config(
