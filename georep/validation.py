@@ -9,6 +9,7 @@ are reported together so one edit fixes the file.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import uuid
 from collections.abc import Sequence
@@ -205,12 +206,25 @@ def _tags(at: str, tags: dict[str, str], inherited: dict[str, str] | None) -> li
         origin = " (defaults included)" if inherited else ""
         problems.append(Problem(at, "tag_count", f"{len(merged)} tags{origin}; Azure allows {MAX_TAGS}"))
     for name, value in tags.items():
-        problems += _tag_name(f"{at}.{name}", name)
+        problems += _tag_name(_tag_field(at, name), name)
         if len(value) > MAX_TAG_VALUE:
             problems.append(
-                Problem(f"{at}.{name}", "tag_value", f"value is {len(value)} characters; the limit is {MAX_TAG_VALUE}")
+                Problem(
+                    _tag_field(at, name), "tag_value", f"value is {len(value)} characters; the limit is {MAX_TAG_VALUE}"
+                )
             )
     return problems
+
+
+_PLAIN_TAG = re.compile(r"^[-\w.]{1,40}$")
+
+
+def _tag_field(at: str, name: str) -> str:
+    """``tags.env`` for ordinary names; quoted (and cut short) when the name itself is the problem."""
+    if _PLAIN_TAG.match(name):
+        return f"{at}.{name}"
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    return f"{at}[{json.dumps(shown)}]"
 
 
 def _tag_name(at: str, name: str) -> list[Problem]:
