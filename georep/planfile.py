@@ -119,8 +119,17 @@ def _too_big(data: Any) -> bool:
     return False
 
 
+def _names_a_file(text: str) -> bool:
+    if "\n" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a long one-line YAML is no file name (ENAMETOOLONG, NUL)
+        return False
+
+
 def _read(path_or_text: str | Path) -> str:
-    if isinstance(path_or_text, Path) or ("\n" not in path_or_text and Path(path_or_text).is_file()):
+    if isinstance(path_or_text, Path) or _names_a_file(path_or_text):
         path = Path(path_or_text)
         try:
             if path.stat().st_size > 2 * 1024 * 1024:  # do not read a huge file just to refuse it
