@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import ResponseNotReadError
+from requests.structures import CaseInsensitiveDict
 
 from georep.emulator.client import EmulatorControl
 from georep.emulator.server import EmulatorServer
@@ -116,7 +117,7 @@ class Seen:
     method: str
     url: str
     status: int
-    headers: dict[str, str]
+    headers: CaseInsensitiveDict[str]
     text: str
 
     def json(self) -> Any:
@@ -137,7 +138,7 @@ class Recorder:
             resp.read()
             text = resp.text()
         assert NEVER_SENT not in text
-        self.seen.append(Seen(req.method, req.url, resp.status_code, dict(resp.headers), text))
+        self.seen.append(Seen(req.method, req.url, resp.status_code, CaseInsensitiveDict(resp.headers), text))
 
     @property
     def statuses(self) -> list[int]:
