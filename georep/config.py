@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     polling_interval: float = Field(
         2.0, gt=0, le=60, description="seconds between LRO polls when the service sends no Retry-After"
     )
+    watch_interval: float = Field(
+        1.0, gt=0, le=60, description="seconds between a registry watcher's LIST calls while LROs are in flight"
+    )
+    settle_probe_interval: float = Field(
+        2.0, gt=0, le=60, description="seconds between the GETs that must all answer 404 before a re-create"
+    )
     max_connections: int = Field(64, ge=1, le=1024, description="HTTP connection pool size per client")
     sdk_retry_total: int = Field(
         0,

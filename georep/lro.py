@@ -71,6 +71,16 @@ class EngineConfig:
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
 
     @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:
+        values: dict[str, Any] = {
+            "fallback_poll_seconds": settings.polling_interval,
+            "watch_seconds": settings.watch_interval,
+            "settle_probe_seconds": settings.settle_probe_interval,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
     def fast(cls, **overrides: Any) -> EngineConfig:
         """Cadences for the emulator in tests (LROs of tenths of a second)."""
         values: dict[str, Any] = {
@@ -127,6 +137,10 @@ class Engine:
         self.reads = RateLimiter(self.config.reads_per_second, burst=self.config.read_burst)
         self.writes = RateLimiter(self.config.writes_per_second, burst=self.config.write_burst)
         self.guide = PollGuide(self._client, self.reads, self.config.watch_seconds)
+
+    def client(self, subscription: str) -> ContainerRegistryManagementClient:
+        """A client on the engine's shared credential (one token cache for the whole process)."""
+        return self._client(subscription)
 
     def _client(
         self, subscription: str, hook: Callable[[Any], None] | None = None
