@@ -49,7 +49,10 @@ class FaultRule(BaseModel):
     @field_validator("path")
     @classmethod
     def _regex(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:  # not a ValueError: pydantic (and the control API's 400) would miss it
+            raise ValueError(f"path is not a valid regular expression: {exc}") from None
         return value
 
     def error_code(self) -> str:
