@@ -243,3 +243,10 @@ def test_unknown_fault_action_is_refused_by_the_control_api(control: EmulatorCon
     with pytest.raises(RuntimeError, match="400"):
         control.add_fault("explode")
     assert control.faults() == []
+
+
+def test_invalid_fault_path_regex_is_a_400_of_the_control_api(control: EmulatorControl) -> None:
+    # given a path that is not a regular expression; when planned; then 400 (not a server error), nothing added
+    with pytest.raises(RuntimeError, match="400"):
+        control.add_fault("status", path="(")
+    assert control.faults() == []
