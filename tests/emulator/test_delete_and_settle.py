@@ -20,6 +20,8 @@ REPLICA = "westeurope"
 SETTLE_SECONDS = 30.0
 LONG_LRO_SECONDS = 30.0
 RETRY_AFTER = 1
+#: a settle window waited in real time: long enough for the first retry to land inside it
+REAL_SETTLE_SECONDS = 0.6
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -54,19 +56,19 @@ def test_delete_answers_202_null_and_a_subscription_scoped_location(
 
 
 def test_delete_location_polls_202_empty_then_200_empty(
-    client: ContainerRegistryManagementClient, raw: RawArm, registry: RegistryRef
+    client: ContainerRegistryManagementClient, raw: RawArm, registry: RegistryRef, control: EmulatorControl
 ) -> None:
-    # given a delete just accepted
+    # given a delete just accepted, long enough to be observed running
     _create(client, registry)
+    control.settings(delete_seconds=LONG_LRO_SECONDS)
     location = raw.delete(replication_path(registry, REPLICA)).headers["Location"]
-    # when its Location URL is polled at once
+    # when its Location URL is polled while it runs, then after it ends
     running = raw.get(location)
-    # then 202 with no body while the operation runs ...
+    control.advance_clock(LONG_LRO_SECONDS)
+    done = raw.get(location)
+    # then 202 with no body while the operation runs, then 200 with an empty body
     assert (running.status_code, running.content) == (202, b"")
     assert _no_retry_after(running.headers)
-    # ... then 200 with an empty body once it is done
-    wait_until(lambda: raw.get(location).status_code != 202)
-    done = raw.get(location)
     assert (done.status_code, done.content) == (200, b"")
 
 
@@ -130,17 +132,20 @@ def test_put_answers_201_creating_with_an_absolute_async_operation_url(
     wait_until(lambda: raw.get(status_url).json()["status"] == "Succeeded")
 
 
-def test_async_operation_url_reports_in_progress_then_succeeded(raw: RawArm, registry: RegistryRef) -> None:
-    # given a create just accepted
+def test_async_operation_url_reports_in_progress_then_succeeded(
+    raw: RawArm, registry: RegistryRef, control: EmulatorControl
+) -> None:
+    # given a create just accepted, long enough to be observed running
+    control.settings(create_seconds=LONG_LRO_SECONDS)
     status_url = raw.put(replication_path(registry, REPLICA), {"location": REPLICA}).headers["Azure-AsyncOperation"]
-    # when its status URL is read at once, then 200 InProgress
+    # when its status URL is read while it runs, then 200 InProgress
     running = raw.get(status_url)
     assert running.status_code == 200
     assert running.json()["status"] == "InProgress"
     assert "endTime" not in running.json()
     assert _no_retry_after(running.headers)
     # and once the operation ends, 200 Succeeded with an end time and no error
-    wait_until(lambda: raw.get(status_url).json()["status"] != "InProgress")
+    control.advance_clock(LONG_LRO_SECONDS)
     done = raw.get(status_url)
     assert done.status_code == 200
     assert done.json()["status"] == "Succeeded"
@@ -224,7 +229,8 @@ def test_recreate_right_after_delete_conflicts_until_settled(
 def test_settle_window_passes_in_real_time(
     client: ContainerRegistryManagementClient, registry: RegistryRef, control: EmulatorControl
 ) -> None:
-    # given the session's short settle window (0.3 s) and a replica just deleted
+    # given a short settle window and a replica just deleted
+    control.settings(settle_seconds=REAL_SETTLE_SECONDS)
     rg, reg = registry.resource_group, registry.name
     _create(client, registry)
     client.replications.begin_delete(rg, reg, REPLICA).result()

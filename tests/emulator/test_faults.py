@@ -22,6 +22,7 @@ REPLICA = "westeurope"
 REPLICA_PATH = "replications/"
 LATENCY_SECONDS = 0.3
 LRO_SECONDS = 0.2  # the session emulator's create_seconds
+LONG_LRO_SECONDS = 30.0
 CUSTOM_CODE = "RegionCapacityExhausted"
 CUSTOM_MESSAGE = "No capacity left in the region."
 
@@ -221,8 +222,8 @@ def test_lro_never_keeps_the_poller_running(
 def test_in_flight_limit_refuses_the_third_create(
     client: ContainerRegistryManagementClient, registry: RegistryRef, control: EmulatorControl
 ) -> None:
-    # given at most two running operations per registry
-    control.settings(max_inflight_per_registry=2)
+    # given at most two running operations per registry, and creates that outlast the test's steps
+    control.settings(max_inflight_per_registry=2, create_seconds=LONG_LRO_SECONDS)
     rg, reg = registry.resource_group, registry.name
     # when three creates start at once
     running = [client.replications.begin_create(rg, reg, loc, {"location": loc}) for loc in ("eastus", "westus2")]
@@ -232,7 +233,9 @@ def test_in_flight_limit_refuses_the_third_create(
     assert refused.value.error.code == "TooManyInFlightOperations"
     assert "Retry-After" not in refused.value.response.headers
     # and once the first two are done, it goes through
+    control.advance_clock(LONG_LRO_SECONDS)
     assert all(p.result().provisioning_state == "Succeeded" for p in running)
+    control.settings(create_seconds=LRO_SECONDS)
     assert client.replications.begin_create(rg, reg, REPLICA, {"location": REPLICA}).result().provisioning_state == (
         "Succeeded"
     )
