@@ -49,7 +49,7 @@ def uv() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run.py itself must run on older Pythons to say this
         print(f"georep needs Python 3.11 or newer; this is {sys.version.split()[0]}", file=sys.stderr)
         return 2
     if not argv or argv[0] in ("-h", "--help"):

@@ -14,7 +14,8 @@ from prefect.futures import PrefectFuture, as_completed
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, Result
 from georep.plan import Plan, budget_exhausted, group_by_wave
 from georep.progress import Broadcast
-from tasks.replication import RegionError, replica_delete, task_for
+from tasks.limits import write_slots
+from tasks.replication import RegionError, task_for
 
 
 def _resolve(future: PrefectFuture[RegionOutcome], action: Action) -> RegionOutcome:
@@ -44,6 +45,24 @@ def run_wave(
     max_parallel: int,
     run_id: str | None,
     progress: Broadcast,
+    deadline_seconds: float | None = None,
+) -> list[RegionOutcome]:
+    writers = sum(1 for a in actions if a.kind.writes or a.kind is ActionKind.WAIT)
+    if dry_run or not writers:
+        return _window(ref, plan_hash, actions, dry_run, max_parallel, run_id, progress, deadline_seconds)
+    with write_slots(ref, min(max_parallel, writers)) as slots:
+        return _window(ref, plan_hash, actions, dry_run, slots, run_id, progress, deadline_seconds)
+
+
+def _window(
+    ref: RegistryRef,
+    plan_hash: str,
+    actions: Sequence[Action],
+    dry_run: bool,
+    max_parallel: int,
+    run_id: str | None,
+    progress: Broadcast,
+    deadline_seconds: float | None,
 ) -> list[RegionOutcome]:
     queue = list(actions)
     pending: dict[PrefectFuture[RegionOutcome], Action] = {}
@@ -51,7 +70,9 @@ def run_wave(
     while queue or pending:
         while queue and len(pending) < max_parallel:
             action = queue.pop(0)
-            future = task_for(action).submit(ref, plan_hash, action, dry_run=dry_run, run_id=run_id)
+            future = task_for(action).submit(
+                ref, plan_hash, action, dry_run=dry_run, run_id=run_id, deadline_seconds=deadline_seconds
+            )
             pending[future] = action
         done = next(iter(as_completed(list(pending))))
         outcome = _resolve(done, pending.pop(done))
@@ -88,7 +109,16 @@ def run_plan(
                 progress.advance(skipped)
             continue
         outcomes.extend(
-            run_wave(ref, plan_hash, wave, dry_run=dry_run, max_parallel=max_parallel, run_id=run_id, progress=progress)
+            run_wave(
+                ref,
+                plan_hash,
+                wave,
+                dry_run=dry_run,
+                max_parallel=max_parallel,
+                run_id=run_id,
+                progress=progress,
+                deadline_seconds=plan.lro_deadline_seconds,
+            )
         )
     return outcomes
 
@@ -106,12 +136,8 @@ def rollback(
         )
         for region, name in created
     ]
-    futures = {replica_delete.submit(ref, f"{plan_hash}-rollback-{run_id}", a, run_id=run_id): a for a in actions}
-    out = []
-    for future in as_completed(list(futures)):
-        outcome = _resolve(future, futures[future])
-        if outcome.result is Result.SUCCEEDED:
-            outcome = outcome.model_copy(update={"result": Result.ROLLED_BACK})
-        out.append(outcome)
-        progress.advance(outcome)
-    return sorted(out, key=lambda o: o.region)
+    if not actions:
+        return []
+    with write_slots(ref, len(actions)) as slots:
+        done = _window(ref, f"{plan_hash}-rollback-{run_id}", actions, False, slots, run_id, progress, None)
+    return [o.model_copy(update={"result": Result.ROLLED_BACK}) if o.result is Result.SUCCEEDED else o for o in done]

@@ -22,7 +22,7 @@ from georep.inventory import RegistryNotFound
 from georep.model import RegionOutcome
 from georep.plan import diff, plan_hash
 from georep.progress import Broadcast
-from georep.validation import PlanError, Problem, check_registry, raise_for
+from georep.validation import PlanError, Problem, check_registry, raise_for, validate_options
 from tasks import artifacts, limits
 from tasks.engine import get_engine
 from tasks.replication import registry_observe
@@ -44,6 +44,7 @@ def global_rollout(params: RolloutParams = DEFAULTS) -> list[RegionOutcome] | St
         raise
     raise_for(check_registry(plan, info, observed))
     actions = diff(plan, info, observed)
+    validate_options(plan.prune, params.confirm, params.dry_run)
     destructive = [a for a in actions if a.kind.destructive]
     if destructive and not params.dry_run and not params.confirm:
         raise PlanError(

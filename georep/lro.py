@@ -111,6 +111,7 @@ class _Run:
     action: Action
     cp: Checkpoint
     deadline: float
+    limit: float
     requests: int = 0
     resumed: bool = False
     last_state: tuple[str | None, str | None] = (None, None)
@@ -150,8 +151,17 @@ class Engine:
 
     # ------------------------------------------------------------------ public
     def run(
-        self, ref: RegistryRef, plan_hash: str, action: Action, *, dry_run: bool = False, run_id: str | None = None
+        self,
+        ref: RegistryRef,
+        plan_hash: str,
+        action: Action,
+        *,
+        dry_run: bool = False,
+        run_id: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> RegionOutcome:
+        """Carry ``action`` out for one region. ``deadline_seconds`` (the plan's per-LRO deadline) bounds this
+        call end to end; the engine's configured deadline applies when it is not given."""
         started = time.monotonic()
         if not action.kind.writes and action.kind is not ActionKind.WAIT:
             return self._outcome(
@@ -176,7 +186,8 @@ class Engine:
                 requests=0,
                 resumed=True,
             )
-        run = _Run(ref, action, cp, deadline=started + self.config.deadline_seconds)
+        limit = deadline_seconds if deadline_seconds is not None else self.config.deadline_seconds
+        run = _Run(ref, action, cp, deadline=started + limit, limit=limit)
         cp.run_id = run_id or cp.run_id or uuid.uuid4().hex
         cp.result, cp.error_code, cp.error_message = None, None, None
         client = self._client(ref.subscription_id, run.count)
@@ -215,8 +226,6 @@ class Engine:
             ),
             resume=lambda tok, **kw: _ops(client).begin_create(None, None, None, None, continuation_token=tok, **kw),
         )
-        run.cp.created_by_run = run.cp.run_id
-        self._save(run, "created by this run")
 
     def _step_update(self, client: ContainerRegistryManagementClient, run: _Run) -> None:
         spec = run.action.desired
@@ -296,6 +305,9 @@ class Engine:
         self.writes.acquire()
         poller = begin(polling=polling)
         cp.token, cp.token_azure_core, cp.state = poller.continuation_token(), azure.core.__version__, "in-flight"
+        if step == "create" and run.action.kind is ActionKind.CREATE:
+            # a new replica, whatever its LRO's fate: rollback may remove it (and only such replicas)
+            cp.created_by_run = cp.run_id
         self._save(run, f"{step}: accepted")
         return poller
 
@@ -395,7 +407,7 @@ class Engine:
                 ticket.stop()
             raise DeadlineExceeded(
                 f"{run.action.kind.value} of {run.action.region} did not finish within "
-                f"{self.config.deadline_seconds:g} s; the operation may still complete in Azure, and a rerun "
+                f"{run.limit:g} s; the operation may still complete in Azure, and a rerun "
                 "of the same plan resumes it"
             )
 

@@ -45,9 +45,19 @@ def ensure(
 
 
 @contextmanager
-def write_slot(ref: RegistryRef, timeout_seconds: float | None = None) -> Iterator[None]:
-    """Hold one slot of the registry's and the subscription's limit for the duration of one ARM write LRO."""
+def write_slots(
+    ref: RegistryRef,
+    occupy: int,
+    per_registry: int = DEFAULT_REGISTRY_LIMIT,
+    per_subscription: int = DEFAULT_SUBSCRIPTION_LIMIT,
+    timeout_seconds: float | None = None,
+) -> Iterator[int]:
+    """Hold ``occupy`` slots of the registry's and the subscription's limits while a wave runs that many LROs at
+    once. Taken once per wave, not once per task: every acquisition is a server round trip, and on SQLite a
+    burst of them meets "database is locked" retries measured in seconds. Yields the slots actually held
+    (never more than a limit, or the acquisition could never succeed)."""
+    slots = max(1, min(occupy, per_registry, per_subscription))
     with concurrency(
-        [registry_limit(ref), subscription_limit(ref)], occupy=1, strict=True, timeout_seconds=timeout_seconds
+        [registry_limit(ref), subscription_limit(ref)], occupy=slots, strict=True, timeout_seconds=timeout_seconds
     ):
-        yield
+        yield slots

@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 from georep import inventory
 from georep.model import Action, ActionKind, ObservedReplica, RegionOutcome, RegistryInfo, RegistryRef
 from tasks.engine import get_engine
-from tasks.limits import write_slot
 
 
 class RegionError(Exception):
@@ -56,13 +55,11 @@ def registry_observe(ref: RegistryRef) -> tuple[RegistryInfo, list[ObservedRepli
     return info, observed
 
 
-def _apply(ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool, run_id: str | None) -> RegionOutcome:
-    engine = get_engine()
-    if dry_run or not (action.kind.writes or action.kind is ActionKind.WAIT):
-        outcome = engine.run(ref, plan_hash, action, dry_run=dry_run, run_id=run_id)
-    else:
-        with write_slot(ref):
-            outcome = engine.run(ref, plan_hash, action, dry_run=dry_run, run_id=run_id)
+def _apply(
+    ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool, run_id: str | None, deadline: float | None
+) -> RegionOutcome:
+    # the flow holds this region's concurrency slot (tasks.limits.write_slots) for the whole wave
+    outcome = get_engine().run(ref, plan_hash, action, dry_run=dry_run, run_id=run_id, deadline_seconds=deadline)
     get_run_logger().info(
         "registry=%s region=%s replication=%s action=%s result=%s state=%s seconds=%.2f requests=%d%s",
         ref.name,
@@ -90,34 +87,54 @@ _OPTIONS: dict[str, Any] = {
 
 @task(name="replica-ensure", task_run_name="{action.kind}-{action.region}", **_OPTIONS)
 def replica_ensure(
-    ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool = False, run_id: str | None = None
+    ref: RegistryRef,
+    plan_hash: str,
+    action: Action,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> RegionOutcome:
     """Make the replica exist as planned: create, recreate (Failed), replace, or wait out a transition."""
-    return _apply(ref, plan_hash, action, dry_run, run_id)
+    return _apply(ref, plan_hash, action, dry_run, run_id, deadline_seconds)
 
 
 @task(name="replica-update", task_run_name="update-{action.region}", **_OPTIONS)
 def replica_update(
-    ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool = False, run_id: str | None = None
+    ref: RegistryRef,
+    plan_hash: str,
+    action: Action,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> RegionOutcome:
     """PATCH tags and the endpoint flag; nothing else of a replica can change in place."""
-    return _apply(ref, plan_hash, action, dry_run, run_id)
+    return _apply(ref, plan_hash, action, dry_run, run_id, deadline_seconds)
 
 
 @task(name="replica-delete", task_run_name="delete-{action.region}", **_OPTIONS)
 def replica_delete(
-    ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool = False, run_id: str | None = None
+    ref: RegistryRef,
+    plan_hash: str,
+    action: Action,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> RegionOutcome:
     """Delete a replica and wait until its name is free again (consistent 404s)."""
-    return _apply(ref, plan_hash, action, dry_run, run_id)
+    return _apply(ref, plan_hash, action, dry_run, run_id, deadline_seconds)
 
 
 @task(name="replica-leave", task_run_name="{action.kind}-{action.region}", cache_policy=NO_CACHE)
 def replica_leave(
-    ref: RegistryRef, plan_hash: str, action: Action, dry_run: bool = False, run_id: str | None = None
+    ref: RegistryRef,
+    plan_hash: str,
+    action: Action,
+    dry_run: bool = False,
+    run_id: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> RegionOutcome:
     """No ARM call: the region is in the plan's table as unchanged or skipped (the home replica)."""
-    return get_engine().run(ref, plan_hash, action, dry_run=dry_run, run_id=run_id)
+    return get_engine().run(ref, plan_hash, action, dry_run=dry_run, run_id=run_id)  # no ARM call: no deadline
 
 
 def task_for(action: Action) -> Task[..., RegionOutcome]:
