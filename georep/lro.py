@@ -36,7 +36,7 @@ from georep import retry
 from georep.arm import build_client, build_credential
 from georep.checkpoint import Checkpoint, CheckpointStore
 from georep.config import Settings
-from georep.errors import ErrorInfo, classify
+from georep.errors import ErrorInfo, Kind, classify
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, ReplicaSpec, Result
 from georep.polling import GuidedPolling, PollGuide, PollingStopped, RateLimiter, Ticket
 
@@ -207,7 +207,7 @@ class Engine:
         except RegionFailed as exc:
             return self._finish(run, Result.FAILED, started, error=exc.info)
         except DeadlineExceeded as exc:
-            info = ErrorInfo(classify(exc).kind, None, "DeadlineExceeded", str(exc))
+            info = ErrorInfo(Kind.TERMINAL, None, "DeadlineExceeded", str(exc))
             return self._finish(run, Result.FAILED, started, error=info)
         finally:
             client.close()
@@ -333,7 +333,7 @@ class Engine:
             return True
         if state == "failed":
             raise RegionFailed(
-                ErrorInfo(classify(Exception()).kind, 200, "ReplicationFailed", f"the replica '{replica}' ended Failed")
+                ErrorInfo(Kind.TERMINAL, 200, "ReplicationFailed", f"the replica '{replica}' ended Failed")
             )
         return False
 
