@@ -93,7 +93,7 @@ def set_endpoint(client: ContainerRegistryManagementClient, reg: RegistryRef, na
 
 def artifact_text(key: str) -> str:
     artifact = Artifact.get(key)
-    assert artifact is not None, key
+    assert isinstance(artifact, Artifact), key
     return str(artifact.data)
 
 
@@ -179,7 +179,7 @@ def test_rebuild_recreates_with_original_config_and_measures_rto(
     assert back.provisioning_state == "Succeeded" and back.status.display_status == "Ready"
     f = report.figures
     assert f["rto_succeeded_seconds"] is not None and f["rto_ready_seconds"] is not None
-    assert f["rto_ready_seconds"] > f["rto_succeeded_seconds"]  # type: ignore[operator]
+    assert f["rto_ready_seconds"] > f["rto_succeeded_seconds"]
     assert f["syncing_seconds"] >= 0.5  # type: ignore[operator]  # sync_seconds=0.8, minus poll granularity
     assert [s.step for s in report.timeline] == ["delete", "recreate", "wait-succeeded", "wait-ready"]
     assert "Rebuild RTO to Ready" in artifact_text(f"georep-drill-report-{registry.name}")
@@ -245,7 +245,8 @@ def test_dry_run_writes_nothing_and_publishes_the_steps(
     since = cursor(control)
     state = dr_drill(DrillParams(plan_yaml=seeded, targets=["westeurope"], mode="rebuild"), return_state=True)
     assert state.is_completed(), state.message
-    report: DrillReport = state.result()
+    report = state.result()
+    assert isinstance(report, DrillReport)
     assert report.status == "dry-run" and report.dry_run
     assert [p["step"] for p in report.planned] == ["delete", "recreate", "wait-succeeded", "wait-ready"]
     assert writes(control, registry, since) == {"PUT": 0, "PATCH": 0, "DELETE": 0}
