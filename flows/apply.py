@@ -1,5 +1,9 @@
 """Carry a plan's actions out wave by wave: the part the rollout and DR setup flows share.
 
+``execute`` is the whole runbook after the plan is in hand (observe → check against the registry → diff →
+confirm rule → publish the plan → run → roll back if asked → publish the result), so every flow that applies a
+plan behaves, refuses and reports alike; the flows only decide where the plan comes from.
+
 Within a wave at most ``max_parallel`` regions are in flight (a sliding window over task futures, so the limit
 is a run parameter and not a property of the task runner). A wave starts only while the failure budget holds.
 Every region's outcome is collected, failed or not, so the flow can report all of them and then fail.
@@ -9,13 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
+from georep import report
+from georep.checkpoint import CheckpointStore
+from georep.inventory import RegistryNotFound
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, Result
-from georep.plan import Plan, budget_exhausted, group_by_wave
+from georep.plan import Plan, budget_exhausted, diff, group_by_wave, plan_hash
 from georep.progress import Broadcast
+from georep.validation import PlanError, Problem, check_registry, raise_for, validate_options
+from tasks import artifacts, limits
+from tasks.engine import get_engine
 from tasks.limits import write_slots
-from tasks.replication import RegionError, task_for
+from tasks.replication import RegionError, registry_observe, task_for
 
 
 def _resolve(future: PrefectFuture[RegionOutcome], action: Action) -> RegionOutcome:
@@ -141,3 +154,66 @@ def rollback(
     with write_slots(ref, len(actions)) as slots:
         done = _window(ref, f"{plan_hash}-rollback-{run_id}", actions, False, slots, run_id, progress, None)
     return [o.model_copy(update={"result": Result.ROLLED_BACK}) if o.result is Result.SUCCEEDED else o for o in done]
+
+
+def execute(
+    plan: Plan,
+    *,
+    title: str,
+    dry_run: bool,
+    confirm: bool,
+    max_parallel: int,
+    rollback_on_failure: bool = False,
+) -> list[RegionOutcome] | State:
+    """Apply a validated plan to its registry inside a flow run. Refuses (``PlanError``) before any write when
+    the registry does not fit the plan, or when destructive actions lack ``confirm``. Returns every region's
+    outcome, or a ``Failed`` state naming the failed regions (a plain return would leave the run Completed)."""
+    log = get_run_logger()
+    ref, key = plan.ref, plan_hash(plan)
+    try:
+        info, observed = registry_observe(ref)
+    except RegistryNotFound:
+        raise_for(check_registry(plan, None))
+        raise
+    raise_for(check_registry(plan, info, observed))
+    actions = diff(plan, info, observed)
+    validate_options(plan.prune, confirm, dry_run)
+    destructive = [a for a in actions if a.kind.destructive]
+    if destructive and not dry_run and not confirm:
+        raise PlanError(
+            [
+                Problem(
+                    "confirm",
+                    "required",
+                    "destructive actions need confirm=true: "
+                    + ", ".join(f"{a.kind.value} {a.region}" for a in destructive),
+                )
+            ]
+        )
+    artifacts.publish_plan(ref, actions, title)
+    log.info("plan %s for %s: %s", key, ref.name, report.plan_summary(actions).replace("\n", " "))
+
+    run_id = str(flow_run.id or "local")
+    limits.ensure(ref)
+    progress = Broadcast(artifacts.ProgressArtifact(ref))
+    progress.start(len(actions), title)
+    outcomes = run_plan(
+        ref, plan, key, actions, dry_run=dry_run, max_parallel=max_parallel, run_id=run_id, progress=progress
+    )
+    failed = [o for o in outcomes if o.failed]
+    rolled: list[RegionOutcome] = []
+    if failed and rollback_on_failure and not dry_run:
+        store: CheckpointStore = get_engine().store
+        created = [(cp.region, cp.replica) for cp in store.created_by(str(ref), run_id)]
+        log.warning("rolling back %d replica(s) created by this run", len(created))
+        rolled = rollback(ref, key, created, run_id=run_id, progress=progress)
+    summary = report.outcome_summary(outcomes + rolled)
+    progress.finish(summary.splitlines()[0] if summary else "done")
+    rollback_md = f"## Rollback\n\n{report.outcome_markdown(rolled)}" if rolled else ""
+    artifacts.publish_result(ref, outcomes + rolled, title, rollback_md)
+    if failed:
+        return Failed(
+            message=f"{len(failed)} of {len(outcomes)} region(s) failed: "
+            + ", ".join(f"{o.region} ({o.error_code})" for o in failed)
+        )
+    return outcomes
