@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from georep.cleanup import Selection
+from georep.model import RegistryRef
 from georep.plan import Plan, load_plan
 from georep.validation import PlanError, check_plan, raise_for
 
@@ -195,3 +197,284 @@ class DrillParams(BaseModel):
         from georep.validation import Problem
 
         raise PlanError([Problem("plan_path", "required", "give plan_path or plan_yaml")])
+
+
+# ------------------------------------------------------------------------------- DR setup, cleanup, status
+
+DEFAULT_DR_PLAN = "deployments/plans/dr.yaml"
+
+
+def _plan_or_none(path: str | None, text: str | None, base: Path | None) -> Plan | None:
+    """A plan from YAML text (wins) or a file, relative paths against ``base`` (the project directory)."""
+    if text:
+        return load_plan(text)
+    if path:
+        file = Path(path)
+        if not file.is_absolute() and base is not None:
+            file = base / file
+        return load_plan(file)
+    return None
+
+
+def _registry_ref(
+    subscription_id: str | None, resource_group: str | None, name: str | None, plan: Plan | None, plan_field: str
+) -> RegistryRef:
+    """The registry named by the three parameters, else by the plan. Both given and different is refused: a
+    keep plan or drift plan of another registry would decide about the wrong replicas."""
+    from georep.validation import Problem, check_registry_section
+
+    given = {"subscription_id": subscription_id, "resource_group": resource_group, "name": name}
+    if not any(given.values()):
+        if plan is None:
+            raise PlanError(
+                [
+                    Problem(
+                        "name",
+                        "required",
+                        f"name the registry (subscription_id, resource_group, name) or a plan ({plan_field})",
+                    )
+                ]
+            )
+        return plan.ref
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise PlanError(
+            [Problem(k, "required", "give all three of subscription_id, resource_group and name") for k in missing]
+        )
+    ref = RegistryRef(subscription_id=str(subscription_id), resource_group=str(resource_group), name=str(name))
+    raise_for(check_registry_section(ref, prefix=""))
+    if plan is not None and str(plan.ref).lower() != str(ref).lower():
+        raise PlanError(
+            [
+                Problem(
+                    plan_field,
+                    "registry_mismatch",
+                    f"the plan is for registry {plan.ref}, the parameters name {ref}: clear {plan_field} or the registry",
+                )
+            ]
+        )
+    return ref
+
+
+class DrSetupParams(BaseModel):
+    """Parameters of the DR setup flow (flows/dr_setup.py): region lists plus the registry, or a DR plan file.
+    With region lists the plan is built by georep.dr.dr_plan; without them plan_yaml / plan_path is used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_regions: list[str] = Field(
+        default_factory=list,
+        description="Primary regions: zone-redundant, endpoint enabled, tagged dr-tier=primary. "
+        "Given (with dr_regions), the registry fields below are required and the plan file is not used.",
+        json_schema_extra={"position": 0},
+    )
+    dr_regions: list[str] = Field(
+        default_factory=list,
+        description="DR regions: no zone redundancy, endpoint disabled (synced, out of routing), tagged dr-tier=dr.",
+        json_schema_extra={"position": 1},
+    )
+    subscription_id: str | None = Field(
+        None, description="Registry subscription (with region lists).", json_schema_extra={"position": 2}
+    )
+    resource_group: str | None = Field(
+        None, description="Registry resource group (with region lists).", json_schema_extra={"position": 3}
+    )
+    name: str | None = Field(None, description="Registry name (with region lists).", json_schema_extra={"position": 4})
+    tags: dict[str, str] = Field(
+        default_factory=lambda: {"managed-by": "georep"},
+        description="Tags for every replica (with region lists); the dr-tier tag is added per tier.",
+        json_schema_extra={"position": 5},
+    )
+    plan_path: str | None = Field(
+        DEFAULT_DR_PLAN,
+        description="DR plan file (YAML), relative to the project directory; used when no region lists are given.",
+        json_schema_extra={"position": 6},
+    )
+    plan_yaml: str | None = Field(
+        None,
+        description="A DR plan as YAML text. Wins over plan_path; not allowed together with region lists.",
+        json_schema_extra={"position": 7, "format": "textarea"},
+    )
+    dry_run: bool = Field(False, description="Observe and plan only: no ARM write.", json_schema_extra={"position": 8})
+    confirm: bool = Field(
+        False,
+        description="Required for destructive actions (recreate a Failed replica, replace).",
+        json_schema_extra={"position": 9},
+    )
+    max_parallel: int = Field(
+        8, ge=1, le=64, description="Regions in flight at once within a wave.", json_schema_extra={"position": 10}
+    )
+    failure_budget: int | None = Field(
+        None,
+        ge=0,
+        description="Failed regions tolerated before the DR wave is held back (region lists: default 0).",
+        json_schema_extra={"position": 11},
+    )
+    deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Per-region deadline for one LRO action, in seconds.",
+        json_schema_extra={"position": 12},
+    )
+    rollback_on_failure: bool = Field(
+        False,
+        description="If any region failed, delete the replicas this run created (and only those).",
+        json_schema_extra={"position": 13},
+    )
+
+    def load(self, base: Path | None = None) -> Plan:
+        """The DR plan with this run's overrides applied, validated as a whole."""
+        from georep.dr import dr_plan
+        from georep.planfile import RegistrySection
+        from georep.validation import Problem
+
+        if self.primary_regions or self.dr_regions:
+            if self.plan_yaml:
+                raise PlanError([Problem("plan_yaml", "conflict", "give region lists or a plan, not both")])
+            ref = _registry_ref(self.subscription_id, self.resource_group, self.name, None, "plan_path")
+            loaded: Plan | None = dr_plan(
+                RegistrySection(**ref.model_dump()), self.primary_regions, self.dr_regions, tags=self.tags
+            )
+        else:
+            loaded = _plan_or_none(self.plan_path, self.plan_yaml, base)
+        if loaded is None:
+            raise PlanError(
+                [
+                    Problem(
+                        "primary_regions", "required", "give primary_regions (and dr_regions), or plan_path / plan_yaml"
+                    )
+                ]
+            )
+        updates: dict[str, object] = {}
+        if self.failure_budget is not None:
+            updates["failure_budget"] = self.failure_budget
+        if self.deadline_seconds is not None:
+            updates["lro_deadline_seconds"] = self.deadline_seconds
+        if updates:
+            loaded = Plan.model_validate({**loaded.model_dump(), **updates})
+            raise_for(check_plan(loaded))
+        return loaded
+
+
+class CleanupParams(BaseModel):
+    """Parameters of the cleanup flow (flows/cleanup.py). A dry run by default; a real run needs confirm=true.
+    A replica is removed only if it matches every criterion given; the home replica and replicas tagged
+    georep-protected=true are never removed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str | None = Field(
+        None,
+        description="Registry subscription; taken from the keep plan when empty.",
+        json_schema_extra={"position": 0},
+    )
+    resource_group: str | None = Field(
+        None, description="Registry resource group; from the keep plan when empty.", json_schema_extra={"position": 1}
+    )
+    name: str | None = Field(
+        None, description="Registry name; from the keep plan when empty.", json_schema_extra={"position": 2}
+    )
+    keep_plan_path: str | None = Field(
+        DEFAULT_PLAN,
+        description="Keep the replicas of this plan's regions (relative to the project directory); "
+        "replicas outside it are selected. Clear it to select by the other criteria only.",
+        json_schema_extra={"position": 3},
+    )
+    keep_plan_yaml: str | None = Field(
+        None,
+        description="A keep plan as YAML text; wins over keep_plan_path.",
+        json_schema_extra={"position": 4, "format": "textarea"},
+    )
+    keep_regions: list[str] | None = Field(
+        None,
+        description="Regions to keep (joins the keep plan's); replicas elsewhere are selected. [] keeps none.",
+        json_schema_extra={"position": 5},
+    )
+    match_tags: list[str] = Field(
+        default_factory=list,
+        description='Select replicas carrying all these tags, as key=value, e.g. ["env=staging"].',
+        json_schema_extra={"position": 6},
+    )
+    regions: list[str] | None = Field(
+        None, description="Select replicas in these regions.", json_schema_extra={"position": 7}
+    )
+    dry_run: bool = Field(
+        True,
+        description="Report what would be removed; no ARM write. On by default.",
+        json_schema_extra={"position": 8},
+    )
+    confirm: bool = Field(
+        False, description="Required (with dry_run=false) for a real cleanup.", json_schema_extra={"position": 9}
+    )
+    max_parallel: int = Field(
+        4, ge=1, le=64, description="Deletes in flight at once.", json_schema_extra={"position": 10}
+    )
+    deadline_seconds: float = Field(
+        1800,
+        gt=0,
+        le=86_400,
+        description="Per-replica deadline for a delete (until its name is free).",
+        json_schema_extra={"position": 11},
+    )
+
+    def check_confirm(self) -> None:
+        """Refuse a real run without confirm, before anything is read or written."""
+        from georep.validation import Problem
+
+        if not self.dry_run and not self.confirm:
+            raise PlanError(
+                [
+                    Problem(
+                        "confirm", "required", "a cleanup deletes replicas: pass confirm=true, or run with dry_run=true"
+                    )
+                ]
+            )
+
+    def resolve(self, base: Path | None = None) -> tuple[RegistryRef, Selection]:
+        """The registry and the validated selection (``georep.cleanup.Selection``)."""
+        from georep.cleanup import selection
+        from georep.plan import desired
+
+        plan = _plan_or_none(self.keep_plan_path, self.keep_plan_yaml, base)
+        ref = _registry_ref(self.subscription_id, self.resource_group, self.name, plan, "keep_plan_path")
+        chosen = selection(
+            keep_regions=self.keep_regions,
+            plan_regions=[s.region for s in desired(plan)] if plan is not None else None,
+            match_tags=self.match_tags,
+            in_regions=self.regions,
+            extra_protection_tag=plan.protection_tag if plan is not None else None,
+        )
+        return ref, chosen
+
+
+class StatusParams(BaseModel):
+    """Parameters of the status report flow (flows/status_report.py): health of every replica, and drift
+    against a plan when one is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_path: str | None = Field(
+        DEFAULT_PLAN,
+        description="Report drift against this plan (relative to the project directory); it also names the "
+        "registry when the registry fields are empty. Clear it for health only.",
+        json_schema_extra={"position": 0},
+    )
+    plan_yaml: str | None = Field(
+        None,
+        description="The plan as YAML text; wins over plan_path.",
+        json_schema_extra={"position": 1, "format": "textarea"},
+    )
+    subscription_id: str | None = Field(None, description="Registry subscription.", json_schema_extra={"position": 2})
+    resource_group: str | None = Field(None, description="Registry resource group.", json_schema_extra={"position": 3})
+    name: str | None = Field(None, description="Registry name.", json_schema_extra={"position": 4})
+    fail_on_unhealthy: bool = Field(
+        False,
+        description="Fail the run when any replica is unhealthy (not Succeeded, or displayStatus not Ready/Syncing).",
+        json_schema_extra={"position": 5},
+    )
+
+    def resolve(self, base: Path | None = None) -> tuple[RegistryRef, Plan | None]:
+        """The registry and the drift plan, if any."""
+        plan = _plan_or_none(self.plan_path, self.plan_yaml, base)
+        return _registry_ref(self.subscription_id, self.resource_group, self.name, plan, "plan_path"), plan

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from georep import regions
-from georep.model import ObservedReplica, RegistryInfo
+from georep.model import ObservedReplica, RegistryInfo, RegistryRef
 
 if TYPE_CHECKING:  # planfile imports this module to validate what it loads
-    from georep.planfile import Plan, RegionEntry
+    from georep.planfile import Plan, RegionEntry, RegistrySection
 
 MAX_REGIONS = 200
 MAX_PLAN_BYTES = 1024 * 1024
@@ -122,14 +122,19 @@ def check_plan(plan: Plan) -> list[Problem]:
 
 
 def _registry_section(plan: Plan) -> list[Problem]:
-    reg = plan.registry
+    return check_registry_section(plan.registry)
+
+
+def check_registry_section(reg: RegistrySection | RegistryRef, prefix: str = "registry.") -> list[Problem]:
+    """The registry's coordinates alone: flows that take them as parameters (cleanup, status) check them
+    before any ARM call, with ``prefix=""`` so the problems name the parameters."""
     problems = []
     if not REGISTRY_NAME.match(reg.name):
-        problems.append(Problem("registry.name", "pattern", f"'{reg.name}' must be 5-50 letters or digits"))
+        problems.append(Problem(f"{prefix}name", "pattern", f"'{reg.name}' must be 5-50 letters or digits"))
     if not RESOURCE_GROUP.match(reg.resource_group) or reg.resource_group.endswith("."):
         problems.append(
             Problem(
-                "registry.resource_group",
+                f"{prefix}resource_group",
                 "pattern",
                 f"'{reg.resource_group}' must be 1-90 of letters, digits, - _ . ( ) and not end in '.'",
             )
@@ -140,7 +145,7 @@ def _registry_section(plan: Plan) -> list[Problem]:
     except ValueError:
         valid_uuid = False
     if not valid_uuid:
-        problems.append(Problem("registry.subscription_id", "uuid", f"'{reg.subscription_id}' is not a UUID"))
+        problems.append(Problem(f"{prefix}subscription_id", "uuid", f"'{reg.subscription_id}' is not a UUID"))
     return problems
 
 
