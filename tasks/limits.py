@@ -6,9 +6,10 @@ default (strict=False) silently does not limit when the limit is missing, which 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
@@ -17,6 +18,14 @@ from georep.model import RegistryRef
 
 DEFAULT_REGISTRY_LIMIT = 10
 DEFAULT_SUBSCRIPTION_LIMIT = 40
+#: How long a wave waits for its write slots (GEOREP_SLOT_WAIT_SECONDS overrides). Prefect waits forever by
+#: default, and a slot leaked by a killed run is never given back on an ephemeral server (no lease reaper), so
+#: the next run would hang without a word. On a real server the lease (300 s) expires well within this wait.
+DEFAULT_SLOT_WAIT_SECONDS = 900.0
+
+
+class SlotsUnavailable(RuntimeError):
+    """The write slots could not be taken in time: most likely leaked by a run that was killed."""
 
 
 def _slug(text: str) -> str:
@@ -57,7 +66,20 @@ def write_slots(
     burst of them meets "database is locked" retries measured in seconds. Yields the slots actually held
     (never more than a limit, or the acquisition could never succeed)."""
     slots = max(1, min(occupy, per_registry, per_subscription))
-    with concurrency(
-        [registry_limit(ref), subscription_limit(ref)], occupy=slots, strict=True, timeout_seconds=timeout_seconds
-    ):
+    names = [registry_limit(ref), subscription_limit(ref)]
+    wait = timeout_seconds if timeout_seconds is not None else _slot_wait_seconds()
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(names, occupy=slots, strict=True, timeout_seconds=wait))
+        except TimeoutError as exc:  # only the acquisition: a TimeoutError of the wave itself passes through
+            raise SlotsUnavailable(
+                f"no {slots} free write slot(s) on {' / '.join(names)} after {wait:g} s. If no other georep run "
+                f"is writing to this registry, a killed run leaked them; free them with "
+                f"`prefect gcl update {names[0]} --active-slots 0` (and the same for {names[1]} if it is full), "
+                "then rerun: checkpoints make the rerun resume, not write twice"
+            ) from exc
         yield slots
+
+
+def _slot_wait_seconds() -> float:
+    return float(os.environ.get("GEOREP_SLOT_WAIT_SECONDS", DEFAULT_SLOT_WAIT_SECONDS))
