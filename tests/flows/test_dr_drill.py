@@ -93,8 +93,8 @@ def set_endpoint(client: ContainerRegistryManagementClient, reg: RegistryRef, na
 
 def artifact_text(key: str) -> str:
     artifact = Artifact.get(key)
-    assert isinstance(artifact, Artifact), key
-    return str(artifact.data)
+    assert artifact is not None, key
+    return str(getattr(artifact, "data", ""))  # a sync call returns the artifact, not a coroutine
 
 
 class Watcher:
