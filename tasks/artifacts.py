@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -46,11 +47,24 @@ def publish_result(ref: RegistryRef, outcomes: Sequence[RegionOutcome], title: s
     create_markdown_artifact(body, key=key("summary", ref), description=f"{title}: summary")
 
 
-class ProgressArtifact:
-    """A georep.progress listener that keeps one Prefect progress artifact up to date."""
+def publish_table(ref: RegistryRef, kind: str, rows: Sequence[dict[str, Any]], description: str) -> None:
+    """A keyed table artifact for flows whose rows are not plans or outcomes (cleanup, health, drift)."""
+    create_table_artifact(list(rows), key=key(kind, ref), description=description)
 
-    def __init__(self, ref: RegistryRef) -> None:
+
+def publish_markdown(ref: RegistryRef, kind: str, body: str, description: str) -> None:
+    create_markdown_artifact(body, key=key(kind, ref), description=description)
+
+
+class ProgressArtifact:
+    """A georep.progress listener that keeps one Prefect progress artifact up to date.
+
+    ``kind`` names the artifact key (``georep-<kind>-<registry>``): flows that may run at the same time on one
+    registry (a rollout and a status report) keep separate progress bars instead of interleaving versions."""
+
+    def __init__(self, ref: RegistryRef, kind: str = "progress") -> None:
         self._ref = ref
+        self._kind = kind
         self._id: UUID | None = None
         self._total = 0
         self._done = 0
@@ -58,16 +72,20 @@ class ProgressArtifact:
     def start(self, total: int, title: str) -> None:
         self._total, self._done = total, 0
         self._id = create_progress_artifact(
-            0.0 if total else 100.0, key=key("progress", self._ref), description=f"{title}: 0/{total} regions"
+            0.0 if total else 100.0, key=key(self._kind, self._ref), description=f"{title}: 0/{total} regions"
         )
 
     def advance(self, outcome: RegionOutcome) -> None:
+        self.tick(f"{outcome.region} {outcome.result.value}")
+
+    def tick(self, last: str) -> None:
+        """One more region done, for flows whose steps are not ``RegionOutcome``s (the status report)."""
         self._done += 1
         if self._id is not None and self._total:
             update_progress_artifact(
                 self._id,
                 100.0 * self._done / self._total,
-                description=f"{self._done}/{self._total} regions; last: {outcome.region} {outcome.result.value}",
+                description=f"{self._done}/{self._total} regions; last: {last}",
             )
 
     def finish(self, summary: str) -> None:
