@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
@@ -11,19 +12,25 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from flows.dr_setup import dr_setup
 from flows.params import DrSetupParams
 from georep.emulator.client import EmulatorControl
+from georep.model import RegionOutcome
 from tests.conftest import RegistryRef
 from tests.flows.test_global_rollout import plan_yaml, result_table, writes
 
 
-def lists(reg: RegistryRef, primaries: list[str], dr: list[str], **kw: object) -> DrSetupParams:
+def lists(reg: RegistryRef, primaries: list[str], dr: list[str], **kw: Any) -> DrSetupParams:
     return DrSetupParams(
         subscription_id=reg.subscription,
         resource_group=reg.resource_group,
         name=reg.name,
         primary_regions=primaries,
         dr_regions=dr,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
+
+
+def outcomes(state: Any) -> list[RegionOutcome]:
+    result: list[RegionOutcome] = state.result()
+    return result
 
 
 def layout(client: ContainerRegistryManagementClient, reg: RegistryRef) -> dict[str, tuple[str, bool, str | None]]:
@@ -42,7 +49,7 @@ def test_region_lists_build_the_dr_layout(
 ) -> None:
     state = dr_setup(lists(registry, ["westus2", "eastus"], ["westeurope", "southeastasia"]), return_state=True)
     assert state.is_completed(), state.message
-    assert {o.region: o.result.value for o in state.result()} == {
+    assert {o.region: o.result.value for o in outcomes(state)} == {
         "northeurope": "skipped",
         "westus2": "succeeded",
         "eastus": "succeeded",
@@ -96,7 +103,7 @@ def test_existing_replicas_are_patched_into_their_tier(
     )
     state = dr_setup(DrSetupParams(plan_yaml=body), return_state=True)
     assert state.is_completed(), state.message
-    assert {o.region: o.action.value for o in state.result()} == {
+    assert {o.region: o.action.value for o in outcomes(state)} == {
         "northeurope": "skip-home",
         "westus2": "update",
         "eastus": "update",
@@ -115,7 +122,7 @@ def test_existing_replicas_are_patched_into_their_tier(
 def test_dry_run_writes_nothing(registry: RegistryRef, control: EmulatorControl) -> None:
     state = dr_setup(lists(registry, ["westus2"], ["westeurope"], dry_run=True), return_state=True)
     assert state.is_completed(), state.message
-    assert {o.result.value for o in state.result() if o.region != "northeurope"} == {"dry-run"}
+    assert {o.result.value for o in outcomes(state) if o.region != "northeurope"} == {"dry-run"}
     assert writes(control, registry) == {"PUT": 0, "PATCH": 0, "DELETE": 0}
 
 
@@ -134,7 +141,7 @@ def test_recreating_a_failed_replica_needs_confirm(
 
     state = dr_setup(lists(registry, ["westus2"], ["westeurope"], confirm=True), return_state=True)
     assert state.is_completed(), state.message
-    assert {o.region: o.action.value for o in state.result()}["westeurope"] == "recreate"
+    assert {o.region: o.action.value for o in outcomes(state)}["westeurope"] == "recreate"
 
 
 def test_bad_parameters_are_refused_before_any_request(registry: RegistryRef, control: EmulatorControl) -> None:

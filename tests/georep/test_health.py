@@ -13,7 +13,7 @@ REF = RegistryRef(subscription_id="6e0b9f5c-3d2a-4c1b-9a8e-7f6d5c4b3a21", resour
 
 
 def obs(region: str, state: str = "Succeeded", display: str | None = "Ready", **kw: object) -> ObservedReplica:
-    return ObservedReplica(name=region, region=region, provisioning_state=state, display_status=display, **kw)  # type: ignore[arg-type]
+    return ObservedReplica(name=region, region=region, provisioning_state=state, display_status=display, **kw)
 
 
 @pytest.mark.parametrize(
