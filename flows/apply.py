@@ -168,6 +168,30 @@ def execute(
     """Apply a validated plan to its registry inside a flow run. Refuses (``PlanError``) before any write when
     the registry does not fit the plan, or when destructive actions lack ``confirm``. Returns every region's
     outcome, or a ``Failed`` state naming the failed regions (a plain return would leave the run Completed)."""
+    ref = plan.ref
+    if dry_run:
+        return _execute(
+            plan,
+            title=title,
+            dry_run=dry_run,
+            confirm=confirm,
+            max_parallel=max_parallel,
+            rollback_on_failure=rollback_on_failure,
+        )
+    with limits.registry_lock(ref, title):
+        return _execute(
+            plan,
+            title=title,
+            dry_run=dry_run,
+            confirm=confirm,
+            max_parallel=max_parallel,
+            rollback_on_failure=rollback_on_failure,
+        )
+
+
+def _execute(
+    plan: Plan, *, title: str, dry_run: bool, confirm: bool, max_parallel: int, rollback_on_failure: bool
+) -> list[RegionOutcome] | State:
     log = get_run_logger()
     ref, key = plan.ref, plan_hash(plan)
     try:

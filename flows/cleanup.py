@@ -22,7 +22,7 @@ from flows.params import CleanupParams
 from georep import cleanup as decide
 from georep import regions
 from georep.inventory import RegistryNotFound
-from georep.model import Action, ActionKind, RegionOutcome, RegistryInfo
+from georep.model import Action, ActionKind, RegionOutcome, RegistryInfo, RegistryRef
 from georep.progress import Broadcast
 from georep.report import markdown_table
 from georep.validation import PlanError, Problem
@@ -54,9 +54,16 @@ def _deletes(info: RegistryInfo, choices: list[decide.Choice]) -> list[Action]:
 
 @flow(name="cleanup", task_runner=ThreadPoolTaskRunner(max_workers=64), validate_parameters=True)
 def cleanup(params: CleanupParams = DEFAULTS) -> list[dict[str, Any]] | State:
-    log = get_run_logger()
     params.check_confirm()
     ref, selection = params.resolve(PROJECT_DIR)
+    if params.dry_run:
+        return _cleanup(params, ref, selection)
+    with limits.registry_lock(ref, TITLE):
+        return _cleanup(params, ref, selection)
+
+
+def _cleanup(params: CleanupParams, ref: RegistryRef, selection: Any) -> list[dict[str, Any]] | State:
+    log = get_run_logger()
     try:
         info, observed = registry_observe(ref)
     except RegistryNotFound:

@@ -26,11 +26,10 @@ key, and if a run is retried or re-requested with ``drill_id`` the same key, a f
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -44,7 +43,6 @@ from prefect.artifacts import (
 )
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
@@ -56,9 +54,10 @@ from georep.journal import RESTORE_DONE, RESTORE_PENDING, DrillEntry
 from georep.model import ObservedReplica, RegionOutcome, RegistryRef
 from georep.plan import Plan
 from georep.validation import PlanError, Problem, check_registry, raise_for
-from tasks import artifacts
+from tasks import artifacts, limits
 from tasks.drill import DrillDeadline, drill_restore, get_journal, replica_wait, replicas_read
 from tasks.engine import get_engine
+from tasks.limits import RegistryBusy
 from tasks.replication import RegionError, registry_observe, replica_delete, replica_ensure, replica_update
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -70,32 +69,25 @@ LOCK_TIMEOUT_SECONDS = 3.0
 HOLD_STEP_SECONDS = 0.25
 
 
-class DrillBusy(RuntimeError):
-    """Another drill holds the registry's drill lock."""
+class DrillBusy(RegistryBusy):
+    """Another run (a drill, a rollout, a cleanup) holds the registry's write lock."""
 
 
 def lock_name(ref: RegistryRef) -> str:
-    slug = re.sub(r"[^a-z0-9-]+", "-", ref.name.lower()).strip("-")
-    return f"georep-drill-{slug}"
+    return limits.lock_name(ref)
 
 
 @contextmanager
 def drill_lock(ref: RegistryRef, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Iterator[str]:
-    """One drill per registry, across runs, processes and workers: a strict GCL of 1 (strict, because a missing
-    limit would otherwise silently not limit). Only the *acquisition* timing out means "busy"."""
-    name = lock_name(ref)
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds))
-        except TimeoutError as exc:
-            raise DrillBusy(
-                f"another DR drill is running on registry '{ref.name}' (concurrency limit '{name}' is held); "
-                "wait for it to finish, or if its process died free the slot with "
-                f"`prefect gcl update {name} --active-slots 0`"
-            ) from exc
-        yield name
+    """One writing run per registry: the same strict lock as rollouts and cleanups take (tasks.limits), so a
+    drill never runs while a rollout is rebuilding the replicas it relies on, and vice versa."""
+    try:
+        with limits.registry_lock(ref, "DR drill", timeout_seconds) as name:
+            yield name
+    except DrillBusy:
+        raise
+    except RegistryBusy as exc:
+        raise DrillBusy(str(exc)) from exc
 
 
 def _idempotency_key() -> str | None:

@@ -5,6 +5,7 @@ are derived from the registry name through ``key()``."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -62,12 +63,16 @@ class ProgressArtifact:
     ``kind`` names the artifact key (``georep-<kind>-<registry>``): flows that may run at the same time on one
     registry (a rollout and a status report) keep separate progress bars instead of interleaving versions."""
 
-    def __init__(self, ref: RegistryRef, kind: str = "progress") -> None:
+    def __init__(self, ref: RegistryRef, kind: str = "progress", min_interval: float = 0.5) -> None:
         self._ref = ref
         self._kind = kind
         self._id: UUID | None = None
         self._total = 0
         self._done = 0
+        # updates are coalesced: each is a synchronous round trip on the flow's thread, and hundreds of regions
+        # finishing together must not queue hundreds of them (the last one always goes out)
+        self._min_interval = min_interval
+        self._last = 0.0
 
     def start(self, total: int, title: str) -> None:
         self._total, self._done = total, 0
@@ -81,6 +86,10 @@ class ProgressArtifact:
     def tick(self, last: str) -> None:
         """One more region done, for flows whose steps are not ``RegionOutcome``s (the status report)."""
         self._done += 1
+        now = time.monotonic()
+        if self._done < self._total and now - self._last < self._min_interval:
+            return
+        self._last = now
         if self._id is not None and self._total:
             update_progress_artifact(
                 self._id,

@@ -83,3 +83,38 @@ def write_slots(
 
 def _slot_wait_seconds() -> float:
     return float(os.environ.get("GEOREP_SLOT_WAIT_SECONDS", DEFAULT_SLOT_WAIT_SECONDS))
+
+
+LOCK_TIMEOUT_SECONDS = 5.0
+
+
+class RegistryBusy(RuntimeError):
+    """Another georep run holds the registry's write lock."""
+
+
+def lock_name(ref: RegistryRef) -> str:
+    return f"georep-lock-{_slug(ref.subscription_id)}-{_slug(ref.resource_group)}-{_slug(ref.name)}"
+
+
+@contextmanager
+def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Iterator[str]:
+    """One writing run per registry at a time (rollout, DR setup, cleanup, drill), across runs, processes and
+    workers: a strict limit of 1 held from observation to the last write, so two runs never plan from the same
+    state and then interleave conflicting writes. A second run is refused after ``timeout_seconds`` with a
+    message that says what to do, rather than queueing silently behind a run that may take half an hour."""
+    name = lock_name(ref)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    acquired = concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds)
+    try:
+        acquired.__enter__()
+    except TimeoutError as exc:
+        raise RegistryBusy(
+            f"another georep run is changing registry '{ref.name}' ({purpose} refused: concurrency limit '{name}' "
+            "is held). Wait for it to finish; if its process died, free the slot with "
+            f"`prefect gcl update {name} --active-slots 0`"
+        ) from exc
+    try:
+        yield name
+    finally:
+        acquired.__exit__(None, None, None)

@@ -370,7 +370,7 @@ def test_second_concurrent_drill_on_the_registry_is_refused(
         started = time.monotonic()
         second = drill(seeded, targets=["eastus"], hold_seconds=0.1, **real())
         assert time.monotonic() - started < 10
-        assert second.is_failed() and "another DR drill is running" in str(second.message)
+        assert second.is_failed() and "another georep run is changing registry" in str(second.message)
         assert not any(r["replication"] == "eastus" for r in control.requests(since_id=since, method="PATCH"))
     finally:
         runner.join(60)

@@ -293,3 +293,24 @@ def test_kill_9_mid_rollout_then_rerun_converges_without_duplicate_writes(
     )
     puts = [r for r in control.requests(registry=registry.name, method="PUT")]
     assert len(puts) == len(regions), [(p["replication"], p["status"]) for p in puts]
+
+
+def test_a_second_run_on_the_same_registry_is_refused_while_the_first_writes(
+    registry: RegistryRef, control: EmulatorControl
+) -> None:
+    import threading
+
+    control.settings(create_seconds=9.0)  # longer than the lock's 5 s patience
+    first: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: first.update(state=run(registry, regions_plan(registry, ["eastus"]))))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not control.requests(registry=registry.name, method="PUT") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run(registry, regions_plan(registry, ["eastus", "westeurope"]))
+    thread.join(60)
+    assert second.is_failed()
+    assert "another georep run is changing registry" in str(second.result(raise_on_failure=False))
+    assert first["state"].is_completed()  # type: ignore[attr-defined]
+    puts = control.requests(registry=registry.name, method="PUT")
+    assert [p["replication"] for p in puts] == ["eastus"]  # the second run wrote nothing
