@@ -46,13 +46,22 @@ class RolloutParams(BaseModel):
         json_schema_extra={"position": 5},
     )
     failure_budget: int | None = Field(
-        None, ge=0, description="Override: failed regions tolerated before later waves are not started."
+        None,
+        ge=0,
+        description="Override: failed regions tolerated before later waves are not started.",
+        json_schema_extra={"position": 6},
     )
     deadline_seconds: float | None = Field(
-        None, gt=0, le=86_400, description="Override: per-region deadline for one LRO action, in seconds."
+        None,
+        gt=0,
+        le=86_400,
+        description="Override: per-region deadline for one LRO action, in seconds.",
+        json_schema_extra={"position": 7},
     )
     rollback_on_failure: bool = Field(
-        False, description="If any region failed, delete the replicas this run created (and only those)."
+        False,
+        description="If any region failed, delete the replicas this run created (and only those).",
+        json_schema_extra={"position": 8},
     )
 
     def load(self, base: Path | None = None) -> Plan:
