@@ -48,6 +48,33 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
 
 
+def _runbook_free_slots(ref: TestRegistry) -> list[str]:
+    """What an operator does after a kill -9 (README, "Recovering a leaked concurrency slot"): the killed run
+    leaked the registry's run lock and its wave's write slots; `prefect gcl update NAME --active-slots 0` frees
+    them. Also the subscription's, which only this sequential test session shares. Returns the limits freed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks import limits
+
+    model = RegistryRef(subscription_id=ref.subscription, resource_group=ref.resource_group, name=ref.name)
+    names = [limits.registry_limit(model), limits.subscription_limit(model)]
+    lock = getattr(limits, "lock_name", None)  # the per-registry run lock, where present
+    if lock is not None:
+        names.insert(0, lock(model))
+    freed = []
+    with get_client(sync_client=True) as api:
+        for name in names:
+            try:
+                if api.read_global_concurrency_limit_by_name(name).active_slots:
+                    api.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+                    freed.append(name)
+            except ObjectNotFound:
+                pass
+    return freed
+
+
 def _fresh_engines() -> None:
     """The child wrote checkpoints behind this process's back: reopen the store on the next run."""
     from tasks.engine import reset_engines
@@ -111,7 +138,8 @@ def test_kill_9_mid_prune_then_rerun_sends_no_second_delete(
     killed_mid_lro = [r.name for r in client.replications.list(rg, name) if r.name in DOOMED]
     control.settings(delete_seconds=0.2)
     _fresh_engines()
-    # then the rerun converges: the replicas are gone, each was deleted by exactly one accepted DELETE
+    freed = _runbook_free_slots(registry)
+    # then (after the runbook for what the killed run held) the rerun converges: the replicas are gone, each was deleted by exactly one accepted DELETE
     state = global_rollout(RolloutParams(plan_yaml=plan.read_text(), confirm=True), return_state=True)
     assert state.is_completed(), state.message
     left = sorted(r.name for r in client.replications.list(rg, name))
@@ -125,6 +153,7 @@ def test_kill_9_mid_prune_then_rerun_sends_no_second_delete(
         accepted_writes=len(accepted),
         minimum=len(DOOMED),
         duplicates=len(accepted) - len(set(accepted)),
+        runbook_freed=freed,
     )
     assert killed_mid_lro, "the deletes had already finished: the kill tested nothing"
     assert left == [registry.home]
