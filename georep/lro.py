@@ -276,7 +276,8 @@ class Engine:
                     token = cp.usable_token() if cp.step == step else None
                     polling = self._polling(ticket)
                     if token:
-                        run.resumed = run.resumed or cp.state == "in-flight"
+                        # a token this call did not write: an earlier run (or attempt) started the operation
+                        run.resumed = run.resumed or attempt.retry_state.attempt_number == 1
                         poller = resume(token, polling=polling)
                     elif adopt or attempt.retry_state.attempt_number > 1:
                         if self._adopt(client, run, step, replica):

@@ -6,15 +6,28 @@ default (strict=False) silently does not limit when the limit is missing, which 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
 
+from georep.holders import Holders
 from georep.model import RegistryRef
+from tasks.engine import current_settings
+
+log = logging.getLogger("georep.limits")
+#: a holder refreshes its heartbeat this often; other hosts consider it dead after Holders.stale_seconds
+HEARTBEAT_SECONDS = 60.0
+#: the first attempt is short: when it fails, leaked slots are recovered before waiting out the rest
+FIRST_TRY_SECONDS = 1.0
 
 DEFAULT_REGISTRY_LIMIT = 10
 DEFAULT_SUBSCRIPTION_LIMIT = 40
@@ -70,7 +83,7 @@ def write_slots(
     wait = timeout_seconds if timeout_seconds is not None else _slot_wait_seconds()
     with ExitStack() as stack:
         try:
-            stack.enter_context(concurrency(names, occupy=slots, strict=True, timeout_seconds=wait))
+            stack.enter_context(hold(names, slots, wait, purpose=f"write slots for {ref.name}"))
         except TimeoutError as exc:  # only the acquisition: a TimeoutError of the wave itself passes through
             raise SlotsUnavailable(
                 f"no {slots} free write slot(s) on {' / '.join(names)} after {wait:g} s. If no other georep run "
@@ -105,7 +118,7 @@ def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_
     name = lock_name(ref)
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-    acquired = concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds)
+    acquired = hold([name], 1, timeout_seconds, purpose=f"{purpose} of {ref.name}")
     try:
         acquired.__enter__()
     except TimeoutError as exc:
@@ -118,3 +131,72 @@ def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_
         yield name
     finally:
         acquired.__exit__(None, None, None)
+
+
+def _holders() -> Holders:
+    return Holders(current_settings().state_dir / "holders.db")
+
+
+def recover_leaked(names: list[str], holders: Holders | None = None) -> int:
+    """Give back the slots of holders whose process is dead; returns how many slots were returned."""
+    holders = holders or _holders()
+    dead = holders.dead(names)
+    if not dead:
+        return 0
+    returned = 0
+    with get_client(sync_client=True) as client:
+        for name in names:
+            leaked = sum(h.slots for h in dead if name in h.names)
+            if not leaked:
+                continue
+            limit = client.read_global_concurrency_limit_by_name(name)
+            active = max(0, limit.active_slots - leaked)
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=active))
+            returned += leaked
+    holders.forget([h.token for h in dead])
+    for h in dead:
+        log.warning(
+            "returned %d slot(s) of %s leaked by a run that died (%s, pid %d on %s)",
+            h.slots,
+            ", ".join(h.names),
+            h.purpose or "unknown purpose",
+            h.pid,
+            h.host,
+        )
+    return returned
+
+
+@contextmanager
+def hold(names: list[str], slots: int, timeout_seconds: float, purpose: str | None = None) -> Iterator[None]:
+    """``prefect.concurrency.sync.concurrency(strict=True)`` that records its holding (georep.holders) and, when
+    the slots are not free, first returns slots leaked by dead processes, then waits out ``timeout_seconds``."""
+    holders = _holders()
+    started = time.monotonic()
+    try:
+        acquired: Any = concurrency(
+            names, occupy=slots, strict=True, timeout_seconds=min(FIRST_TRY_SECONDS, timeout_seconds)
+        )
+        try:
+            acquired.__enter__()
+        except TimeoutError:
+            recover_leaked(names, holders)
+            remaining = max(0.1, timeout_seconds - (time.monotonic() - started))
+            acquired = concurrency(names, occupy=slots, strict=True, timeout_seconds=remaining)
+            acquired.__enter__()
+        token = holders.add(names, slots, purpose)
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                holders.beat(token)
+
+        beat = threading.Thread(target=heartbeat, name="georep-slot-heartbeat", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            holders.remove(token)
+            acquired.__exit__(None, None, None)
+    finally:
+        holders.close()

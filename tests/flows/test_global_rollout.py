@@ -142,10 +142,22 @@ def test_plan_mixing_create_update_noop_and_recreate(
     "fault",
     [
         {"action": "status", "method": "PUT", "status": 429, "count": 12, "retry_after": 1, "probability": 0.6},
-        {"action": "status", "method": "GET", "path": "operationStatuses", "status": 503, "count": 6},
-        {"action": "status", "method": "GET", "path": "operationStatuses", "status": 500, "count": 6},
+        {
+            "action": "status",
+            "method": "GET",
+            "path": "replications/[^/]+/operationStatuses",
+            "status": 503,
+            "count": 6,
+        },
+        {
+            "action": "status",
+            "method": "GET",
+            "path": "replications/[^/]+/operationStatuses",
+            "status": 500,
+            "count": 6,
+        },
         {"action": "reset", "method": "PUT", "count": 3},
-        {"action": "reset", "method": "GET", "path": "operationStatuses", "count": 4},
+        {"action": "reset", "method": "GET", "path": "replications/[^/]+/operationStatuses", "count": 4},
     ],
     ids=["429-storm", "503-polls", "500-polls", "reset-puts", "reset-polls"],
 )
@@ -155,6 +167,7 @@ def test_transient_faults_lose_no_region(
     control.add_fault(**{**fault, "path": f"{registry.name}/" + str(fault.get("path", "replications/"))})  # type: ignore[arg-type]
     state = run(registry, regions_plan(registry, EIGHT), max_parallel=8)
     assert state.is_completed(), state.message
+    assert all(rule["fired"] > 0 for rule in control.faults())  # the fault really happened
     assert sorted(o.region for o in state.result() if o.result is Result.SUCCEEDED) == sorted(EIGHT)
     accepted = [r for r in control.requests(registry=registry.name, method="PUT") if r["status"] == 201]
     assert len(accepted) == len(EIGHT)  # no region written twice
