@@ -136,7 +136,38 @@ def main() -> int:
         # warm-up: start Prefect's ephemeral server, import everything, fetch a token (not measured)
         global_rollout(RolloutParams(plan_yaml=plan_text("benchwarmup", ["westus2"]), dry_run=True))
 
-        # 1. fan-out ratio through the real flow
+        # 1a. fan-out ratio of the engine alone (no Prefect): what the LRO waiting itself costs
+        from concurrent.futures import ThreadPoolExecutor
+
+        from georep.model import Action, ActionKind, RegistryRef, ReplicaSpec
+        from tasks.engine import get_engine
+
+        engine = get_engine()
+        reg0 = new_registry(control, "benchengine")
+        ref0 = RegistryRef(subscription_id=DEMO_SUBSCRIPTION, resource_group=RG, name=reg0)
+        creates = [
+            Action(
+                region=r,
+                replication=r,
+                kind=ActionKind.CREATE,
+                reason="bench",
+                desired=ReplicaSpec(region=r, name=r, tags={"env": "prod"}),
+            )
+            for r in REGIONS[: args.regions]
+        ]
+        started = time.monotonic()
+        with ThreadPoolExecutor(args.regions) as pool:
+            engine_out = list(pool.map(lambda a: engine.run(ref0, "bench-engine", a), creates))
+        engine_wall = time.monotonic() - started
+        engine_slowest = max(o.seconds for o in engine_out)
+        results["fanout_engine"] = {
+            "wall_s": round(engine_wall, 3),
+            "slowest_lro_s": round(engine_slowest, 3),
+            "ratio": round(engine_wall / engine_slowest, 3),
+            "ratio_to_emulator_lro": round(engine_wall / args.lro, 3),
+        }
+
+        # 1b. fan-out ratio through the real flow (observe, plan artifacts, locks, waves, result artifacts)
         reg = new_registry(control, "benchfan")
         text = plan_text(reg, REGIONS[: args.regions])
         started = time.monotonic()
@@ -163,9 +194,8 @@ def main() -> int:
         from prefect import flow
 
         from flows.apply import _window
-        from georep.model import Action, ActionKind, ObservedReplica, RegistryRef
+        from georep.model import ObservedReplica
         from georep.progress import Broadcast
-        from tasks.engine import get_engine
 
         ref = RegistryRef(subscription_id=DEMO_SUBSCRIPTION, resource_group=RG, name=reg)
         noops = [
@@ -185,7 +215,6 @@ def main() -> int:
             _window(ref, "bench", noops, False, parallel, None, Broadcast(), None)
             return time.monotonic() - t
 
-        engine = get_engine()
         t = time.monotonic()
         for a in noops:
             engine.run(ref, "bench", a)

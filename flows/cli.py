@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,7 +156,29 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def _apply(plan: str, dry_run: bool, confirm: bool, max_parallel: int, rollback_on_failure: bool, as_json: bool) -> int:
+def _start_prefect_early() -> threading.Thread | None:
+    """Without PREFECT_API_URL, Prefect starts a temporary server at the first API call, which costs seconds.
+    Start it now, in the background, so that it boots while this process imports the flows, starts the embedded
+    emulator and loads the plan; ``join()`` the thread before the flow runs (the server object is a singleton)."""
+    _prefect_env()
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    thread = threading.Thread(target=lambda: SubprocessASGIServer().start(), name="prefect-ephemeral", daemon=True)
+    thread.start()
+    return thread
+
+
+def _apply(
+    plan: str,
+    dry_run: bool,
+    confirm: bool,
+    max_parallel: int,
+    rollback_on_failure: bool,
+    as_json: bool,
+    warming: threading.Thread | None = None,
+) -> int:
     _prefect_env()
     from flows.global_rollout import global_rollout
     from flows.params import RolloutParams
@@ -173,6 +196,8 @@ def _apply(plan: str, dry_run: bool, confirm: bool, max_parallel: int, rollback_
             max_parallel=max_parallel,
             rollback_on_failure=rollback_on_failure,
         )
+        if warming is not None:
+            warming.join()
         state = global_rollout(params, return_state=True)
     finally:
         progress.unregister(listener)
@@ -246,8 +271,9 @@ def apply(
     """
 
     def run() -> int:
+        warming = _start_prefect_early()
         with _target(embedded, state_dir):
-            return _apply(str(plan_file), dry_run, confirm, max_parallel, rollback_on_failure, json_output)
+            return _apply(str(plan_file), dry_run, confirm, max_parallel, rollback_on_failure, json_output, warming)
 
     return _run(run)
 
