@@ -11,6 +11,7 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ from georep.emulator.resources import Registry, Replication, registry_key, repli
 from georep.emulator.settings import EmulatorSettings
 from georep.emulator.store import Store
 from georep.emulator.throttling import Throttle
+
+#: the LRO faults of a request, or a function that takes them when an operation is actually created
+FaultSource = list[FaultRule] | Callable[[], list[FaultRule]]
 
 TRANSITIONAL = frozenset({"Creating", "Updating", "Deleting"})
 
@@ -215,7 +219,7 @@ class Backend:
         name: str,
         raw_body: bytes,
         principal: str,
-        lro_faults: list[FaultRule] | None = None,
+        lro_faults: FaultSource | None = None,
     ) -> WriteResult:
         validation.check_names(resource_group, registry, name)
         with self._lock:
@@ -328,7 +332,7 @@ class Backend:
         name: str,
         raw_body: bytes,
         principal: str,
-        lro_faults: list[FaultRule] | None = None,
+        lro_faults: FaultSource | None = None,
     ) -> WriteResult:
         with self._lock:
             rep = self.get_replication(subscription, resource_group, registry, name)
@@ -370,7 +374,7 @@ class Backend:
         resource_group: str,
         registry: str,
         name: str,
-        lro_faults: list[FaultRule] | None = None,
+        lro_faults: FaultSource | None = None,
     ) -> WriteResult:
         with self._lock:
             self.settle()
@@ -478,7 +482,7 @@ class Backend:
         name: str,
         location: str,
         seconds: float,
-        faults: list[FaultRule] | None,
+        faults: FaultSource | None,
     ) -> Operation:
         duration: float | None = seconds
         if self.settings.jitter:
@@ -494,7 +498,8 @@ class Backend:
             self.now(),
             duration,
         )
-        for rule in faults or []:
+        # taken only now: a request refused before an operation exists (409, 400) must not use up a fault
+        for rule in faults() if callable(faults) else faults or []:
             if rule.action == "lro_never":
                 op.duration = None
             elif rule.action == "lro_fail":

@@ -102,7 +102,7 @@ class ArmResponses:
             p["replication"],
             call.body,
             call.principal,
-            self._lro_faults(call),
+            lambda: self._lro_faults(call),
         )
         return self._write_reply(call, result, "Azure-AsyncOperation")
 
@@ -115,14 +115,14 @@ class ArmResponses:
             p["replication"],
             call.body,
             call.principal,
-            self._lro_faults(call),
+            lambda: self._lro_faults(call),
         )
         return self._write_reply(call, result, "Azure-AsyncOperation")
 
     def delete_replication(self, call: Call) -> Reply:
         p = call.params
         result = self.backend.delete_replication(
-            p["subscription"], p["resource_group"], p["registry"], p["replication"], self._lro_faults(call)
+            p["subscription"], p["resource_group"], p["registry"], p["replication"], lambda: self._lro_faults(call)
         )
         if result.operation is None:
             return Reply(204)

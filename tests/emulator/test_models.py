@@ -393,3 +393,27 @@ def test_snapshot_reports_state_and_operations(backend: Backend) -> None:
     assert [o["status"] for o in snap["operations"]] == ["InProgress"]
     finish(backend)
     assert [o["status"] for o in backend.snapshot()["operations"]] == ["Succeeded"]
+
+
+def test_a_refused_put_does_not_use_up_an_lro_fault() -> None:
+    # given a deleted replica whose name is still settling, and an lro_fail fault waiting for the next PUT
+    b = make(settle_seconds=LONG)
+    create(b)
+    finish(b)
+    b.delete_replication(SUB, RG, REG, REPLICA)
+    finish(b)
+    taken: list[int] = []
+
+    def faults() -> list[FaultRule]:
+        taken.append(1)
+        return [FaultRule(action="lro_fail")]
+
+    # when a PUT meets the settle window, then it is refused and the fault is not taken
+    with pytest.raises(Conflict):
+        b.create_replication(SUB, RG, REG, REPLICA, body(), PRINCIPAL, faults)
+    assert taken == []
+    # and the next PUT that does start an operation gets it
+    finish(b, LONG + 1)
+    b.create_replication(SUB, RG, REG, REPLICA, body(), PRINCIPAL, faults)
+    finish(b)
+    assert taken == [1] and state(b)[0] == "Failed"
