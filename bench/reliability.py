@@ -147,9 +147,9 @@ def render(matrix: list[RowResult], records: list[dict[str, Any]], summary: str,
     lines += [
         "",
         "A flow process killed with SIGKILL leaks what it held in Prefect: the registry's run lock and its wave's "
-        "write slots. On the ephemeral/test server nothing reclaims them, so the rerun is refused (naming the "
-        "runbook command) until `prefect gcl update NAME --active-slots 0` frees them; the kill -9 scenario above "
-        "applies that runbook (the limits freed are listed) before its rerun. The create side of kill -9 is "
+        "write slots, and the ephemeral/test server never reclaims them. georep records every holding (host, pid, "
+        "heartbeat) in the state directory, so the plain rerun above returned the dead run's lock and slots by "
+        "itself and resumed (no runbook step). The create side of kill -9 is "
         "tests/flows/test_global_rollout.py::test_kill_9_mid_rollout_then_rerun_converges_without_duplicate_writes.",
     ]
     for s in (r for r in records if r["kind"] == "slots"):

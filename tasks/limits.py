@@ -29,8 +29,11 @@ HEARTBEAT_SECONDS = 60.0
 #: the first attempt is short: when it fails, leaked slots are recovered before waiting out the rest
 FIRST_TRY_SECONDS = 1.0
 
-DEFAULT_REGISTRY_LIMIT = 10
-DEFAULT_SUBSCRIPTION_LIMIT = 40
+#: LROs in flight per registry and per subscription across all runs (GEOREP_REGISTRY_WRITE_LIMIT and
+#: GEOREP_SUBSCRIPTION_WRITE_LIMIT override). ACR documents no limit of its own; 20 lets a 20-region rollout go out
+#: in one wave while staying far under ARM's write budget (200 burst, 10/s).
+DEFAULT_REGISTRY_LIMIT = int(os.environ.get("GEOREP_REGISTRY_WRITE_LIMIT", "20"))
+DEFAULT_SUBSCRIPTION_LIMIT = int(os.environ.get("GEOREP_SUBSCRIPTION_WRITE_LIMIT", "40"))
 #: How long a wave waits for its write slots (GEOREP_SLOT_WAIT_SECONDS overrides). Prefect waits forever by
 #: default, and a slot leaked by a killed run is never given back on an ephemeral server (no lease reaper), so
 #: the next run would hang without a word. On a real server the lease (300 s) expires well within this wait.
