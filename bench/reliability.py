@@ -155,7 +155,7 @@ def render(matrix: list[RowResult], records: list[dict[str, Any]], summary: str,
     for s in (r for r in records if r["kind"] == "slots"):
         lines += [
             "",
-            f"**Leaked concurrency slots that georep cannot attribute.** A process that left no holding record (as a run on another machine without a shared state directory would) took all {s['leaked']} write slots of a registry was "
+            f"**Leaked concurrency slots that georep cannot attribute.** A process that left no holding record (as a run on another machine without a shared state directory would) took all {s['leaked']} write slots of a registry and was "
             "SIGKILLed; the ephemeral Prefect server never reclaims them (no lease reaper), and Prefect's default "
             "wait is forever. With `tasks/limits.py` waiting at most `GEOREP_SLOT_WAIT_SECONDS` (900 by default, "
             f"{s['slot_wait_seconds']:g} in the test), the next run failed after {s['failed_after_seconds']} s "
