@@ -31,7 +31,7 @@ from georep.config import Settings  # noqa: E402
 from georep.emulator.client import EmulatorControl  # noqa: E402
 from georep.emulator.server import DEMO_SUBSCRIPTION, EmulatorServer  # noqa: E402
 from georep.emulator.settings import EmulatorSettings  # noqa: E402
-from tests.reliability.harness import prefect_harness  # noqa: E402
+from tests.harness import prefect_harness  # noqa: E402
 from tests.reliability.matrix import REGIONS, ROWS, RowResult, run_row  # noqa: E402
 
 SUITES = [

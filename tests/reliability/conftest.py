@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from georep.emulator.server import EmulatorServer
-from tests.reliability.harness import harness_running, prefect_harness
+from tests.harness import harness_running, prefect_harness
 
 Recorder = Callable[..., None]
 

@@ -1,9 +1,8 @@
-"""One Prefect test harness for the reliability suite and for ``bench/reliability.py``.
-
-The same environment as ``tests/flows/conftest.py`` (fast georep cadences, analytics off, the heartbeat patch that
-saves ~1 s per flow run), as a context manager so the bench script can use it outside pytest. When the flow tests
-already started a harness in this pytest session, that one is reused: two nested harnesses would cost another
-server start and split the Prefect API between two databases.
+"""The one Prefect test harness of the test session (tests/flows, tests/reliability) and of
+``bench/reliability.py``: fast georep cadences, analytics off, and the heartbeat patch that saves ~1 s per flow
+run, as a context manager so the bench script can use it outside pytest. A suite whose harness is already running
+(another conftest started it) reuses it: two nested harnesses would cost another server start and split the
+Prefect API between two databases.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ def prefect_harness(home: Path, state: Path, *, patch_heartbeat: bool = True) ->
     from prefect.testing.utilities import prefect_test_harness
 
     if patch_heartbeat:
-        # Test-only, as in tests/flows/conftest.py: the heartbeat thread's join costs ~1 s per flow run.
+        # Test-only: the flow heartbeat thread sleeps in 1 s steps and its join costs ~1 s per flow run; no setting
+        # can turn it off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be >= 30). Production runs keep the heartbeat.
         flow_engine.BaseFlowRunEngine.heartbeat_seconds = property(lambda self: None)  # type: ignore[assignment,method-assign]
     try:
         with prefect_test_harness(server_startup_timeout=90):
