@@ -14,7 +14,6 @@ README); SQLite's locking then serialises writers.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import azure.core
+
+from georep import durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS regions (
@@ -105,16 +106,8 @@ class Checkpoint:
 class CheckpointStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None, timeout=30
-        )
-        if path is not None:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = durable.connect(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

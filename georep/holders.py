@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from georep import durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holdings (
@@ -56,12 +57,9 @@ def _alive(pid: int) -> bool:
 
 class Holders:
     def __init__(self, path: Path, stale_seconds: float = 600.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.stale_seconds = stale_seconds
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = durable.connect(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -14,13 +14,13 @@ Same storage rules as ``georep.checkpoint``: SQLite, WAL, synchronous=FULL, in `
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from georep import durable
 from georep.model import ObservedReplica, RegistryRef
 
 _SCHEMA = """
@@ -95,16 +95,8 @@ class DrillEntry:
 class DrillJournal:
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None, timeout=30
-        )
-        if path is not None:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = durable.connect(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:
