@@ -6,6 +6,7 @@ both: no ``enforce_https=False``, no no-op auth policy, no process-wide REQUESTS
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import requests
@@ -34,12 +35,20 @@ def _transport(settings: Settings) -> RequestsTransport:
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_connections)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    kwargs: dict[str, Any] = {}
+    # requests re-reads the proxy variables of os.environ on every request (Session.merge_environment_settings):
+    # with hundreds of LROs in flight that was a quarter of georep's CPU per ARM call (measured with yappi).
+    # The environment is read once here instead, with requests' own rules for this endpoint (HTTPS_PROXY,
+    # NO_PROXY, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE), so a proxy or corporate CA keeps working.
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
+    verify: str | bool = True
     if settings.ca_bundle is not None:
         # per-transport trust: beats REQUESTS_CA_BUNDLE without replacing it for anyone else
-        kwargs["connection_verify"] = str(settings.ca_bundle)
+        verify = str(settings.ca_bundle)
+    elif os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ["CURL_CA_BUNDLE"]
     # session_owner=True: the client closes the session with itself
-    return RequestsTransport(session=session, session_owner=True, **kwargs)
+    return RequestsTransport(session=session, session_owner=True, connection_verify=verify)
 
 
 def build_client(

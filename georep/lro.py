@@ -22,7 +22,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from georep.checkpoint import Checkpoint, CheckpointStore
 from georep.config import Settings
 from georep.errors import ErrorInfo, Kind, classify
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, ReplicaSpec, Result
-from georep.polling import GuidedPolling, PollGuide, PollingStopped, RateLimiter, Ticket
+from georep.polling import Budgets, GuidedPolling, PollGuide, PollingStopped, Ticket, TokenSource
 
 log = logging.getLogger("georep.lro")
 
@@ -63,7 +64,8 @@ class EngineConfig:
     #: consecutive 404s, this far apart, before a deleted name is re-created (Terraform: 5 x 5 s)
     settle_probes: int = 3
     settle_probe_seconds: float = 2.0
-    #: process-wide ARM budgets, under ARM's 25 reads/s and 10 writes/s per subscription and principal
+    #: ARM budgets per subscription for this process, under ARM's 25 reads/s and 10 writes/s per subscription and
+    #: principal; runs on several workers share them through a TokenSource (see polling.Budgets)
     reads_per_second: float = 20.0
     writes_per_second: float = 8.0
     read_burst: float = 100.0
@@ -123,31 +125,53 @@ class _Run:
 
 
 class Engine:
+    """One per process: it owns the process's ARM clients (one per subscription, so one connection pool and one
+    TLS session per subscription rather than one per region), its budgets and its registry watchers."""
+
     def __init__(
         self,
         settings: Settings,
         store: CheckpointStore,
         config: EngineConfig | None = None,
         credential: TokenCredential | None = None,
+        budget_source: TokenSource | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.config = config or EngineConfig()
         self._credential = credential or build_credential(settings)
         # bursts as ARM's buckets allow them (reads 250, writes 200); the refill rates keep us under ARM's
-        self.reads = RateLimiter(self.config.reads_per_second, burst=self.config.read_burst)
-        self.writes = RateLimiter(self.config.writes_per_second, burst=self.config.write_burst)
-        self.guide = PollGuide(self._client, self.reads, self.config.watch_seconds)
+        self.budgets = Budgets(
+            self.config.reads_per_second,
+            self.config.writes_per_second,
+            self.config.read_burst,
+            self.config.write_burst,
+            source=budget_source,
+        )
+        self._clients: dict[str, ContainerRegistryManagementClient] = {}
+        self._clients_lock = threading.Lock()
+        self.guide = PollGuide(self._shared_client, self.budgets, self.config.watch_seconds)
 
-    def client(self, subscription: str) -> ContainerRegistryManagementClient:
-        """A client on the engine's shared credential (one token cache for the whole process)."""
-        return self._client(subscription)
+    @contextmanager
+    def client(self, subscription: str) -> Iterator[ContainerRegistryManagementClient]:
+        """The process's client for ``subscription`` (shared credential and token cache, shared connection pool).
+        A context manager for the callers' sake; leaving it does not close the shared client."""
+        yield self._shared_client(subscription)
 
-    def _client(
-        self, subscription: str, hook: Callable[[Any], None] | None = None
-    ) -> ContainerRegistryManagementClient:
-        extra: dict[str, Any] = {"raw_request_hook": hook} if hook else {}
-        return build_client(self.settings, subscription, credential=self._credential, **extra)
+    def _shared_client(self, subscription: str) -> ContainerRegistryManagementClient:
+        key = subscription.lower()
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = build_client(self.settings, subscription, credential=self._credential)
+                self._clients[key] = client
+            return client
+
+    def close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     # ------------------------------------------------------------------ public
     def run(
@@ -190,18 +214,22 @@ class Engine:
         run = _Run(ref, action, cp, deadline=started + limit, limit=limit)
         cp.run_id = run_id or cp.run_id or uuid.uuid4().hex
         cp.result, cp.error_code, cp.error_message = None, None, None
-        client = self._client(ref.subscription_id, run.count)
+        client = self._shared_client(ref.subscription_id)
         try:
             if action.kind is ActionKind.WAIT:
                 self._wait_settled(client, run)
             else:
-                for step in STEPS[action.kind]:
+                steps = STEPS[action.kind]
+                for index, step in enumerate(steps):
                     if step in cp.steps_done:
                         continue
                     getattr(self, f"_step_{step}")(client, run)
                     cp.steps_done.append(step)
                     cp.step, cp.token, cp.state = None, None, f"{step}-done"
-                    self._save(run, f"{step} done")
+                    if index < len(steps) - 1:
+                        # between a recreate's delete and create a crash must not delete again; after the last
+                        # step the final save below records the same (one fsync fewer per region)
+                        self._save(run, f"{step} done")
             state, display = run.last_state
             return self._finish(run, Result.SUCCEEDED, started, state, display)
         except RegionFailed as exc:
@@ -209,8 +237,6 @@ class Engine:
         except DeadlineExceeded as exc:
             info = ErrorInfo(Kind.TERMINAL, None, "DeadlineExceeded", str(exc))
             return self._finish(run, Result.FAILED, started, error=info)
-        finally:
-            client.close()
 
     # ------------------------------------------------------------------- steps
     def _step_create(self, client: ContainerRegistryManagementClient, run: _Run) -> None:
@@ -274,7 +300,7 @@ class Engine:
                 with attempt:
                     self._check_deadline(run)
                     token = cp.usable_token() if cp.step == step else None
-                    polling = self._polling(ticket)
+                    polling = self._polling(run, ticket)
                     if token:
                         # a token this call did not write: an earlier run (or attempt) started the operation
                         run.resumed = run.resumed or attempt.retry_state.attempt_number == 1
@@ -303,8 +329,8 @@ class Engine:
         cp = run.cp
         cp.step, cp.state, cp.token = step, "starting", None
         self._save(run, f"{step}: sending")
-        self.writes.acquire()
-        poller = begin(polling=polling)
+        self.budgets.writes(run.ref.subscription_id).acquire()
+        poller = begin(polling=polling, raw_request_hook=run.count)
         cp.token, cp.token_azure_core, cp.state = poller.continuation_token(), azure.core.__version__, "in-flight"
         if step == "create" and run.action.kind is ActionKind.CREATE:
             # a new replica, whatever its LRO's fate: rollback may remove it (and only such replicas)
@@ -385,21 +411,25 @@ class Engine:
             self.guide.unregister(ticket)
 
     def _get(self, client: ContainerRegistryManagementClient, run: _Run, name: str) -> Any:
+        budget = self.budgets.reads(run.ref.subscription_id)
+
         def get() -> Any:
-            self.reads.acquire()
+            budget.acquire()
             try:
-                return client.replications.get(run.ref.resource_group, run.ref.name, name)
+                return client.replications.get(run.ref.resource_group, run.ref.name, name, raw_request_hook=run.count)
             except ResourceNotFoundError:
                 return None
 
         return retry.call(get, self.config.retry.with_deadline(run.deadline))
 
-    def _polling(self, ticket: Ticket) -> GuidedPolling:
+    def _polling(self, run: _Run, ticket: Ticket) -> GuidedPolling:
+        # the hook rides in the poller's operation config, so its status polls and final GET are counted too
         return GuidedPolling(
             ticket,
-            self.reads,
+            self.budgets.reads(run.ref.subscription_id),
             self.config.fallback_poll_seconds,
             path_format_arguments={"endpoint": self.settings.base_url},
+            raw_request_hook=run.count,
         )
 
     def _check_deadline(self, run: _Run, ticket: Ticket | None = None) -> None:

@@ -22,12 +22,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
 
 from azure.core.polling.base_polling import get_retry_after  # type: ignore[attr-defined]
+from azure.core.rest import HttpRequest
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+from georep.arm import API_VERSION
 from georep.model import RegistryRef
 
 log = logging.getLogger("georep.polling")
@@ -39,15 +42,47 @@ class PollingStopped(Exception):
     """Raised inside a poller thread when its LRO passed georep's deadline: ends the thread, not the LRO."""
 
 
-class RateLimiter:
-    """A blocking token bucket shared by every reader (or writer) of the process."""
+BudgetKind = Literal["reads", "writes"]
 
-    def __init__(self, per_second: float, burst: float | None = None) -> None:
+
+class TokenSource(Protocol):
+    """A budget shared beyond this process: ``take`` blocks until ``count`` request tokens of ``kind`` in
+    ``subscription`` are granted. georep's Prefect layer implements it with global rate limits, so runs on
+    several workers spend one subscription budget between them (tasks/budget.py)."""
+
+    def take(self, kind: BudgetKind, subscription: str, count: int) -> None: ...
+
+
+class RateLimiter:
+    """A blocking token bucket shared by every reader (or writer) of the process.
+
+    With a ``source``, every local token must also be backed by a token of the shared budget. Those are taken
+    ``batch`` at a time: one call to the shared budget per batch of ARM requests, not one per request, because a
+    round trip to it costs more than the ARM read it guards.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        burst: float | None = None,
+        *,
+        source: TokenSource | None = None,
+        kind: BudgetKind = "reads",
+        subscription: str = "",
+        batch: int = 10,
+    ) -> None:
         self.per_second = per_second
         self.burst = burst if burst is not None else max(1.0, per_second)
         self._tokens = self.burst
         self._last = time.monotonic()
         self._lock = threading.Lock()
+        self._source = source
+        self._kind: BudgetKind = kind
+        self._subscription = subscription
+        self._batch = max(1, batch)
+        self._granted = 0
+        self._grant_lock = threading.Lock()
+        self.shared_calls = 0
 
     def acquire(self) -> None:
         while True:
@@ -57,9 +92,60 @@ class RateLimiter:
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1
-                    return
+                    break
                 wait = (1 - self._tokens) / self.per_second
             time.sleep(wait)
+        if self._source is not None:
+            with self._grant_lock:
+                if self._granted < 1:
+                    self._source.take(self._kind, self._subscription, self._batch)
+                    self.shared_calls += 1
+                    self._granted += self._batch
+                self._granted -= 1
+
+
+class Budgets:
+    """ARM counts requests per subscription (and principal), so the budgets are kept per subscription too: a
+    fleet rollout in one process spends each subscription's reads and writes separately."""
+
+    def __init__(
+        self,
+        reads_per_second: float,
+        writes_per_second: float,
+        read_burst: float,
+        write_burst: float,
+        source: TokenSource | None = None,
+        read_batch: int = 10,
+        write_batch: int = 5,
+    ) -> None:
+        self._spec = {
+            "reads": (reads_per_second, read_burst, read_batch),
+            "writes": (writes_per_second, write_burst, write_batch),
+        }
+        self._source = source
+        self._limiters: dict[tuple[BudgetKind, str], RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: BudgetKind, subscription: str) -> RateLimiter:
+        key = (kind, subscription.lower())
+        with self._lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                rate, burst, batch = self._spec[kind]
+                limiter = RateLimiter(rate, burst, source=self._source, kind=kind, subscription=key[1], batch=batch)
+                self._limiters[key] = limiter
+            return limiter
+
+    def reads(self, subscription: str) -> RateLimiter:
+        return self.get("reads", subscription)
+
+    def writes(self, subscription: str) -> RateLimiter:
+        return self.get("writes", subscription)
+
+    def shared_calls(self) -> int:
+        """Calls made to the shared budget (one per batch of tokens), for benchmarks."""
+        with self._lock:
+            return sum(limiter.shared_calls for limiter in self._limiters.values())
 
 
 @dataclass(eq=False)
@@ -110,15 +196,46 @@ class GuidedPolling(ARMPolling):
         self._budget.acquire()
 
 
+def list_states(
+    client: ContainerRegistryManagementClient, registry: RegistryRef, budget: RateLimiter | None = None
+) -> dict[str, str]:
+    """name -> provisioningState (lower case) of every replica, from the raw LIST.
+
+    The watcher needs two fields of each replica; deserializing whole SDK models for them cost more CPU than the
+    request itself once hundreds of replicas are watched. The request still goes through the client's pipeline
+    (auth, retries, hooks). Pages past the first follow ``nextLink``, each paid from ``budget``.
+    """
+    url: str | None = (
+        f"/subscriptions/{quote(registry.subscription_id)}/resourceGroups/{quote(registry.resource_group)}"
+        f"/providers/Microsoft.ContainerRegistry/registries/{quote(registry.name)}/replications"
+        f"?api-version={API_VERSION}"
+    )
+    states: dict[str, str] = {}
+    first = True
+    while url:
+        if budget is not None and not first:
+            budget.acquire()
+        first = False
+        response = client.send_request(HttpRequest("GET", url))
+        response.raise_for_status()
+        page = response.json()
+        for item in page.get("value") or []:
+            props = item.get("properties") or {}
+            states[str(item.get("name", "")).lower()] = str(props.get("provisioningState") or "Succeeded").lower()
+        url = page.get("nextLink")
+    return states
+
+
 class PollGuide:
     def __init__(
         self,
         client_factory: Callable[[str], ContainerRegistryManagementClient],
-        budget: RateLimiter,
+        budgets: Budgets,
         watch_interval: float,
     ) -> None:
+        """``client_factory`` returns the process's shared client for a subscription; the guide never closes it."""
         self._factory = client_factory
-        self._budget = budget
+        self._budgets = budgets
         self._interval = watch_interval
         self._tickets: dict[RegistryRef, set[Ticket]] = {}
         self._threads: dict[RegistryRef, threading.Thread] = {}
@@ -150,30 +267,23 @@ class PollGuide:
 
     def _watch(self, registry: RegistryRef) -> None:
         client = self._factory(registry.subscription_id)
-        try:
-            while tickets := self._pending(registry):
-                self._budget.acquire()
-                try:
-                    listed = {
-                        str(r.name).lower(): str(
-                            getattr(r.provisioning_state, "value", r.provisioning_state) or "Succeeded"
-                        ).lower()
-                        for r in client.replications.list(registry.resource_group, registry.name)
-                    }
-                    self.list_requests += 1
-                except Exception as exc:  # a failed look never decides anything; pollers fall back
-                    log.debug("watch list of %s failed: %s", registry.name, exc)
-                    listed = None
-                if listed is not None:
-                    for ticket in tickets:
-                        state = listed.get(ticket.replica, "absent")
-                        if ticket.kind == "delete":
-                            settled = state == "absent" or state not in TRANSITIONAL
-                        else:
-                            settled = state != "absent" and state not in TRANSITIONAL
-                        if settled and ticket.last_seen != state:
-                            ticket.last_seen = state
-                            ticket.wake()
-                time.sleep(self._interval)
-        finally:
-            client.close()
+        budget = self._budgets.reads(registry.subscription_id)
+        while tickets := self._pending(registry):
+            budget.acquire()
+            try:
+                listed = list_states(client, registry, budget)
+                self.list_requests += 1
+            except Exception as exc:  # a failed look never decides anything; pollers fall back
+                log.debug("watch list of %s failed: %s", registry.name, exc)
+                listed = None
+            if listed is not None:
+                for ticket in tickets:
+                    state = listed.get(ticket.replica, "absent")
+                    if ticket.kind == "delete":
+                        settled = state == "absent" or state not in TRANSITIONAL
+                    else:
+                        settled = state != "absent" and state not in TRANSITIONAL
+                    if settled and ticket.last_seen != state:
+                        ticket.last_seen = state
+                        ticket.wake()
+            time.sleep(self._interval)

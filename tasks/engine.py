@@ -37,5 +37,6 @@ def reset_engines() -> None:
     """Forget cached engines (tests that change the environment between runs)."""
     with _lock:
         for engine in _engines.values():
+            engine.close()
             engine.store.close()
         _engines.clear()
