@@ -487,3 +487,84 @@ class StatusParams(BaseModel):
         """The registry and the drift plan, if any."""
         plan = _plan_or_none(self.plan_path, self.plan_yaml, base)
         return _registry_ref(self.subscription_id, self.resource_group, self.name, plan, "plan_path"), plan
+
+
+# ---------------------------------------------------------------------------------------------- fleet rollout
+
+from georep.fleet import Fleet, FleetError, load_fleet  # noqa: E402  (this section is appended to the module)
+
+DEFAULT_FLEET = "deployments/fleets/demo.yaml"
+DEFAULT_CHILD_DEPLOYMENT = "global-rollout/registry-rollout"
+
+
+class FleetParams(BaseModel):
+    """Parameters of the fleet rollout flow (flows/fleet_rollout.py): one global rollout per registry of a fleet
+    file, each a child run of its own. The whole fleet is validated before the first child starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fleet_path: str | None = Field(
+        DEFAULT_FLEET,
+        description="Fleet file (YAML), relative to the project directory. Ignored when fleet_yaml is given.",
+        json_schema_extra={"position": 0},
+    )
+    fleet_yaml: str | None = Field(
+        None,
+        description="The fleet itself, as YAML text. Wins over fleet_path; its plan_path entries are relative to "
+        "the project directory.",
+        json_schema_extra={"position": 1, "format": "textarea"},
+    )
+    mode: Literal["deployments", "subflows"] = Field(
+        "deployments",
+        description="deployments: one run of child_deployment per registry, picked up by any worker of its pool. "
+        "subflows: every registry's rollout runs inside this flow run's process.",
+        json_schema_extra={"position": 2},
+    )
+    child_deployment: str = Field(
+        DEFAULT_CHILD_DEPLOYMENT,
+        min_length=3,
+        description="deployments mode: the global-rollout deployment (flow/deployment) each registry runs as.",
+        json_schema_extra={"position": 3},
+    )
+    max_parallel_registries: int = Field(
+        10, ge=1, le=200, description="Registries rolling out at once.", json_schema_extra={"position": 4}
+    )
+    max_parallel: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Regions in flight at once within a wave, per registry.",
+        json_schema_extra={"position": 5},
+    )
+    dry_run: bool = Field(
+        False, description="Observe and plan every registry only: no ARM write.", json_schema_extra={"position": 6}
+    )
+    confirm: bool = Field(
+        False,
+        description="Required for destructive actions (recreate a Failed replica, replace, delete/prune) in any registry.",
+        json_schema_extra={"position": 7},
+    )
+    child_timeout_seconds: float | None = Field(
+        21_600,
+        gt=0,
+        le=7 * 86_400,
+        description="A registry whose child run has not finished this long after it was started counts as failed "
+        "(deployments mode: the child is left running and named in the report; subflows mode: the child is "
+        "stopped). Empty: wait as long as it takes.",
+        json_schema_extra={"position": 8},
+    )
+
+    def load(self, base: Path | None = None) -> Fleet:
+        """The fleet, every member's plan validated, before anything is dispatched."""
+        from georep.validation import Problem
+
+        if self.fleet_yaml:
+            return load_fleet(self.fleet_yaml, base=base)
+        if self.fleet_path:
+            path = Path(self.fleet_path)
+            if not path.is_absolute() and base is not None:
+                path = base / path
+            if not path.is_file():
+                raise FleetError([Problem("fleet_path", "exists", f"no fleet file {path}")])
+            return load_fleet(path)
+        raise FleetError([Problem("fleet_path", "required", "give fleet_path or fleet_yaml")])
