@@ -43,7 +43,15 @@ def test_prefect_deploy_all_creates_every_deployment_with_its_schedule(e2e_run: 
 def test_prefect_yaml_declares_the_deployments() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in spec["deployments"]}
-    assert set(by_name) == {"status-report", "weekly-dr-drill", "global-rollout", "dr-setup", "cleanup"}
+    assert set(by_name) == {
+        "status-report",
+        "weekly-dr-drill",
+        "global-rollout",
+        "dr-setup",
+        "cleanup",
+        "registry-rollout",
+        "fleet-rollout",
+    }
     for dep in by_name.values():
         assert dep["work_pool"]["name"] == "georep-pool"
     assert by_name["status-report"]["schedules"][0]["interval"] == 900
@@ -51,7 +59,13 @@ def test_prefect_yaml_declares_the_deployments() -> None:
     assert by_name["weekly-dr-drill"]["parameters"] == {"params": {"preset": "weekly-failover"}}
     for name in ("weekly-dr-drill", "global-rollout"):
         assert by_name[name]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
-    for name in ("global-rollout", "dr-setup", "cleanup"):
+    for name in ("global-rollout", "dr-setup", "cleanup", "registry-rollout", "fleet-rollout"):
         assert not by_name[name].get("schedules")
+    # the fleet's child must not queue behind a deployment limit: the registry lock already allows one writer
+    assert "concurrency_limit" not in by_name["registry-rollout"]
+    assert by_name["registry-rollout"]["entrypoint"] == "flows/global_rollout.py:global_rollout"
+    assert by_name["fleet-rollout"]["entrypoint"] == "flows/fleet_rollout.py:fleet_rollout"
+    for name in ("registry-rollout", "fleet-rollout"):
+        assert by_name[name]["tags"] == ["georep", "write", "fleet"]
     step = spec["pull"][0]["prefect.deployments.steps.set_working_directory"]
     assert step["directory"] == "{{ $GEOREP_PROJECT_DIR }}"
