@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     settle_probe_interval: float = Field(
         2.0, gt=0, le=60, description="seconds between the GETs that must all answer 404 before a re-create"
     )
+    shared_arm_budget: bool = Field(
+        True,
+        description="back this process's ARM budget with the one all georep processes share (Prefect rate limits)",
+    )
     max_connections: int = Field(64, ge=1, le=1024, description="HTTP connection pool size per client")
     sdk_retry_total: int = Field(
         0,

@@ -35,11 +35,12 @@ from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
 from georep import retry
 from georep.arm import build_client, build_credential
+from georep.budget import BudgetPolicy, Budgets, TokenSource
 from georep.checkpoint import Checkpoint, CheckpointStore
 from georep.config import Settings
 from georep.errors import ErrorInfo, Kind, classify
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, ReplicaSpec, Result
-from georep.polling import Budgets, GuidedPolling, PollGuide, PollingStopped, Ticket, TokenSource
+from georep.polling import GuidedPolling, PollGuide, PollingStopped, Ticket
 
 log = logging.getLogger("georep.lro")
 
@@ -150,7 +151,7 @@ class Engine:
         )
         self._clients: dict[str, ContainerRegistryManagementClient] = {}
         self._clients_lock = threading.Lock()
-        self.guide = PollGuide(self._shared_client, self.budgets, self.config.watch_seconds)
+        self.guide = PollGuide(self._shared_client, self.config.watch_seconds)
 
     @contextmanager
     def client(self, subscription: str) -> Iterator[ContainerRegistryManagementClient]:
@@ -163,7 +164,12 @@ class Engine:
         with self._clients_lock:
             client = self._clients.get(key)
             if client is None:
-                client = build_client(self.settings, subscription, credential=self._credential)
+                client = build_client(
+                    self.settings,
+                    subscription,
+                    credential=self._credential,
+                    per_retry_policies=[BudgetPolicy(self.budgets, subscription)],
+                )
                 self._clients[key] = client
             return client
 
@@ -329,7 +335,6 @@ class Engine:
         cp = run.cp
         cp.step, cp.state, cp.token = step, "starting", None
         self._save(run, f"{step}: sending")
-        self.budgets.writes(run.ref.subscription_id).acquire()
         poller = begin(polling=polling, raw_request_hook=run.count)
         cp.token, cp.token_azure_core, cp.state = poller.continuation_token(), azure.core.__version__, "in-flight"
         if step == "create" and run.action.kind is ActionKind.CREATE:
@@ -411,10 +416,7 @@ class Engine:
             self.guide.unregister(ticket)
 
     def _get(self, client: ContainerRegistryManagementClient, run: _Run, name: str) -> Any:
-        budget = self.budgets.reads(run.ref.subscription_id)
-
         def get() -> Any:
-            budget.acquire()
             try:
                 return client.replications.get(run.ref.resource_group, run.ref.name, name, raw_request_hook=run.count)
             except ResourceNotFoundError:
@@ -426,7 +428,6 @@ class Engine:
         # the hook rides in the poller's operation config, so its status polls and final GET are counted too
         return GuidedPolling(
             ticket,
-            self.budgets.reads(run.ref.subscription_id),
             self.config.fallback_poll_seconds,
             path_format_arguments={"endpoint": self.settings.base_url},
             raw_request_hook=run.count,

@@ -2,7 +2,8 @@
 
 Tasks never receive clients, credentials or the engine as arguments (they would be hashed for cache keys and
 cannot be pickled); they ask for the process's engine here. Sharing it is the point: one credential and token
-cache, one ARM read/write budget and one registry watcher for every task of the process.
+cache, one client per subscription, one ARM read/write budget per subscription (itself backed by the budget all
+processes share, tasks/budget.py) and one registry watcher for every task of the process.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from georep.checkpoint import CheckpointStore
 from georep.config import Settings
 from georep.lro import Engine, EngineConfig
+from tasks.budget import PrefectBudget
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -28,7 +30,8 @@ def get_engine(settings: Settings | None = None) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             store = CheckpointStore(settings.state_dir / "checkpoints.db")
-            engine = Engine(settings, store, EngineConfig.from_settings(settings))
+            source = PrefectBudget() if settings.shared_arm_budget else None
+            engine = Engine(settings, store, EngineConfig.from_settings(settings), budget_source=source)
             _engines[key] = engine
         return engine
 

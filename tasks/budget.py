@@ -1,0 +1,71 @@
+"""ARM budgets shared by every georep process, through Prefect global rate limits.
+
+A Prefect global concurrency limit with slot decay is a token bucket: ``limit`` is its burst and
+``slot_decay_per_second`` its refill. georep keeps one per subscription and kind that mirrors ARM's own bucket
+with headroom (ARM: reads 250 / 25 per s, writes 200 / 10 per s; here reads 200 / 20, writes 160 / 8). Every
+process backs its local ARM budget with it (``georep.budget.TokenSource``), so runs on any number of workers
+cannot together send more than ARM grants the subscription: no 429 by construction, whatever the fleet size.
+
+Latency matters (prefect-notes: a rate-limit call is an API round trip, and a denied one sleeps a
+server-computed Retry-After). Tokens are therefore taken in batches (georep.budget), and the buckets are sized so
+that a process is held back only when the subscription's budget really is spent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import rate_limit
+
+from georep.budget import BudgetKind
+
+log = logging.getLogger("georep.budget")
+
+#: (burst, refill per second) per kind, under ARM's per-subscription-and-principal buckets
+BUCKETS: dict[BudgetKind, tuple[int, float]] = {"reads": (200, 20.0), "writes": (160, 8.0)}
+#: a request waits at most this long for the shared budget before it is sent on the local budget alone
+TAKE_TIMEOUT_SECONDS = 300.0
+
+
+def limit_name(kind: BudgetKind, subscription: str) -> str:
+    return f"georep-arm-{kind}-{subscription.lower()}"
+
+
+class PrefectBudget:
+    """``TokenSource`` on Prefect rate limits, created idempotently the first time a subscription is used.
+
+    Requests are sent from threads Prefect did not start (SDK pollers, registry watchers), which do not see the
+    flow's settings context; the context of the engine's creator is kept and every call runs in a copy of it, so
+    the rate limits live on the same Prefect API as the run.
+    """
+
+    def __init__(self, timeout_seconds: float = TAKE_TIMEOUT_SECONDS) -> None:
+        self._context = contextvars.copy_context()
+        self._timeout = timeout_seconds
+        self._ensured: set[str] = set()
+        self._lock = threading.Lock()
+
+    def take(self, kind: BudgetKind, subscription: str, count: int) -> None:
+        self._context.copy().run(self._take, kind, subscription, count)
+
+    def _take(self, kind: BudgetKind, subscription: str, count: int) -> None:
+        name = limit_name(kind, subscription)
+        try:
+            self._ensure(name, kind)
+            rate_limit(name, occupy=count, timeout_seconds=self._timeout, strict=True)
+        except TimeoutError:
+            log.warning("the shared ARM %s budget of %s gave no tokens in %.0f s", kind, subscription, self._timeout)
+        except Exception as exc:  # the Prefect API is unreachable: ARM's 429s are retried, a failed region is not
+            log.warning("shared ARM %s budget unavailable (%s); using this process's budget only", kind, exc)
+
+    def _ensure(self, name: str, kind: BudgetKind) -> None:
+        with self._lock:
+            if name in self._ensured:
+                return
+            burst, refill = BUCKETS[kind]
+            with get_client(sync_client=True) as client:
+                client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
+            self._ensured.add(name)
