@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     credential_scope: str | None = Field(None, description="token scope; defaults to the ARM audience")
     ca_bundle: Path | None = Field(None, description="extra CA to trust (the emulator's); never disables TLS")
     polling_interval: float = Field(
-        10.0,
+        15.0,
         gt=0,
         le=60,
         description="seconds between a poller's own polls when its registry watcher has not woken it",

@@ -58,8 +58,10 @@ TRANSITIONAL = frozenset({"creating", "updating", "deleting"})
 class EngineConfig:
     #: how long one region's action may take, end to end (Terraform: 30 min for create/update/delete)
     deadline_seconds: float = 1800.0
-    #: a poller's own cadence when the watcher has not woken it (the SDK default is 30 s)
-    fallback_poll_seconds: float = 10.0
+    #: a poller's own cadence when the watcher has not woken it (the SDK default is 30 s). Longer than a typical
+    #: replication LRO (~11 s), so that normally the watcher's wake-up is the first poll: a fallback as long as
+    #: the LRO itself cost a wasted in-progress poll per region
+    fallback_poll_seconds: float = 15.0
     #: how often each registry's watcher lists its replicas while LROs are in flight
     watch_seconds: float = 1.0
     #: consecutive 404s, this far apart, before a deleted name is re-created (Terraform: 5 x 5 s)
@@ -69,8 +71,8 @@ class EngineConfig:
     #: principal; runs on several workers share them through a TokenSource (see polling.Budgets)
     reads_per_second: float = 20.0
     writes_per_second: float = 8.0
-    read_burst: float = 100.0
-    write_burst: float = 100.0
+    read_burst: float = 200.0
+    write_burst: float = 150.0
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
 
     @classmethod
