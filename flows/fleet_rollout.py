@@ -1,7 +1,8 @@
 """Fleet rollout: one global rollout per registry of a fleet file, tens to hundreds of registries at a time.
 
 Runbook: load and validate the whole fleet (a bad fleet fails here, before any child exists: no ARM write) →
-publish the fleet plan → dispatch one child per registry, at most ``max_parallel_registries`` at once → collect
+read every registry once (missing, not Premium, home replica in the plan: refused here too, still before any
+write) → publish the fleet plan → dispatch one child per registry, at most ``max_parallel_registries`` at once → collect
 each child's regions as it finishes → publish the registry x region table, the summary and the progress → Failed
 naming the failed registries, if any.
 
@@ -40,9 +41,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.global_rollout import global_rollout
 from flows.params import FleetParams, RolloutParams
-from georep.fleet import Fleet, FleetMember, RegistryRun, fleet_hash, fleet_totals, plan_yaml, subscriptions
+from georep.fleet import Fleet, FleetError, FleetMember, RegistryRun, fleet_hash, fleet_totals, plan_yaml, subscriptions
 from georep.model import RegionOutcome, RegistryRef
 from georep.planfile import plan_hash
+from georep.validation import Problem
 from tasks import fleet as fleet_artifacts
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ POLL_SECONDS = float(os.environ.get("GEOREP_FLEET_POLL_SECONDS", "5"))
 def fleet_rollout(params: FleetParams = DEFAULTS) -> list[RegistryRun] | State:
     log = get_run_logger()
     fleet = params.load(PROJECT_DIR)
+    raise_for_fleet(fleet_artifacts.preflight(fleet.members))
     key = fleet_hash(fleet)
     subs = subscriptions(fleet)
     described = f"{len(fleet.members)} registries in {len(subs)} subscription(s), mode {params.mode}" + (
@@ -93,6 +96,11 @@ def _child_params(member: FleetMember, params: FleetParams) -> RolloutParams:
         confirm=params.confirm,
         max_parallel=params.max_parallel,
     )
+
+
+def raise_for_fleet(problems: list[Problem]) -> None:
+    if problems:
+        raise FleetError(problems)
 
 
 # ------------------------------------------------------------------------------------------------ subflows

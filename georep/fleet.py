@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from georep.model import ActionKind, RegionOutcome, RegistryRef, Result
+from georep.model import ActionKind, RegionOutcome, RegistryInfo, RegistryRef, Result
 from georep.planfile import (
     MAX_NODES,
     Plan,
@@ -40,7 +40,15 @@ from georep.planfile import (
     plan_hash,
 )
 from georep.report import Row, markdown_table
-from georep.validation import PlanError, Problem, check_plan, check_registry_section, check_text, from_pydantic
+from georep.validation import (
+    PlanError,
+    Problem,
+    check_plan,
+    check_registry,
+    check_registry_section,
+    check_text,
+    from_pydantic,
+)
 
 #: a fleet is dispatched as one child run per registry; past this, split the fleet (one file per business unit)
 MAX_REGISTRIES = 1000
@@ -551,3 +559,14 @@ __all__ = [
     "plan_yaml",
     "subscriptions",
 ]
+
+
+def registry_problems(member: FleetMember, info: RegistryInfo | None) -> list[Problem]:
+    """``check_registry`` for one member, with paths into the fleet file (``registries[3].name [premium]``): what
+    a fleet's pre-flight read of each registry can refuse before any child starts."""
+    at = f"registries[{member.index}]"
+    out = []
+    for problem in check_registry(member.plan, info):
+        field = problem.field.removeprefix("registry.")
+        out.append(Problem(f"{at}.{field}", problem.rule, problem.message))
+    return out

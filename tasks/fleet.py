@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 from uuid import UUID
 
+from prefect import task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -33,9 +36,12 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.settings import PREFECT_UI_URL
 
 from georep import fleet as fleet_report
-from georep.fleet import Fleet, RegistryRun
-from georep.model import RegionOutcome, RegistryRef
+from georep import inventory
+from georep.fleet import Fleet, FleetMember, RegistryRun
+from georep.model import RegionOutcome, RegistryInfo, RegistryRef
+from georep.validation import Problem
 from tasks import artifacts
+from tasks.engine import get_engine
 
 #: the API's page size cap: a batch read never asks for more at once
 PAGE = 200
@@ -153,3 +159,25 @@ def read_results(children: Mapping[UUID, RegistryRef]) -> dict[UUID, list[Region
                 if isinstance(data, list):
                     out[run_id] = fleet_report.outcomes_from_rows(data)
     return out
+
+
+# ------------------------------------------------------------------------------------------------ pre-flight
+
+
+@task(name="fleet-preflight", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def preflight(members: Sequence[FleetMember], parallel: int = 16) -> list[Problem]:
+    """One GET per registry before any child starts. A missing or non-Premium registry, or a plan that asks to
+    create or delete a registry's home replica, then refuses the whole fleet, instead of failing its own child
+    after the others have written. Reads only; the registries' replicas are observed by each child."""
+    engine = get_engine()
+
+    def check(member: FleetMember) -> list[Problem]:
+        with engine.client(member.ref.subscription_id) as client:
+            try:
+                info: RegistryInfo | None = inventory.read_registry(client, member.ref, engine.config.retry)
+            except inventory.RegistryNotFound:
+                info = None
+        return fleet_report.registry_problems(member, info)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(members)))) as pool:
+        return [p for problems in pool.map(check, members) for p in problems]

@@ -148,6 +148,23 @@ def test_a_bad_fleet_is_refused_with_every_problem_before_any_write(
     assert all(control.requests(registry=r.name) == [] for r in three)  # not even a read
 
 
+def test_preflight_refuses_a_missing_and_a_standard_registry_before_any_child(
+    three: list[RegistryRef], control: EmulatorControl
+) -> None:
+    standard = RegistryRef(DEMO_SUBSCRIPTION, "rg-" + uuid.uuid4().hex[:6], unique_name("std"), "northeurope")
+    control.declare_registry(standard.subscription, standard.resource_group, standard.name, standard.home, "Standard")
+    missing = RegistryRef(DEMO_SUBSCRIPTION, "rg-none", unique_name("gone"), "northeurope")
+    state = run(fleet_yaml([*three, standard, missing]))
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "registries[3].name [premium]" in message
+    assert "registries[4].name [exists]" in message
+    assert writes(control, [*three, standard]) == 0  # the three good registries were not touched either
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs()
+    assert not [f for f in children if f.name in {f"rollout-{r.name}" for r in three}], "a child started"
+
+
 def test_dry_run_writes_nothing_and_reports_every_registry(three: list[RegistryRef], control: EmulatorControl) -> None:
     text = fleet_yaml(three)
     state = run(text, dry_run=True)
