@@ -19,6 +19,7 @@ import threading
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectAlreadyExists
 
 from georep.budget import BudgetKind
 
@@ -67,5 +68,8 @@ class PrefectBudget:
                 return
             burst, refill = BUCKETS[kind]
             with get_client(sync_client=True) as client:
-                client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
+                try:
+                    client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
+                except ObjectAlreadyExists:  # another process created it between the upsert's read and create
+                    client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
             self._ensured.add(name)
