@@ -83,10 +83,20 @@ class GuidedPolling(ARMPolling):
     def __init__(self, ticket: Ticket, timeout: float, **kwargs: Any) -> None:
         super().__init__(timeout, **kwargs)
         self._ticket = ticket
+        self._slept = False
 
     def _delay(self) -> None:
+        self._slept = True
         server = get_retry_after(self._pipeline_response) or 0.0
         self._ticket.sleep(max(self._timeout, server), floor=server)
+
+    def update_status(self) -> None:
+        # azure-core polls once before its first sleep. The response that started (or, resumed, last described)
+        # the operation already says it is running, and the watcher says when it ended, so that first poll could
+        # only read "InProgress": skipping it saves one read per LRO (PUT, status, final GET instead of four).
+        if not self._slept:
+            return
+        super().update_status()
 
 
 def list_states(client: ContainerRegistryManagementClient, registry: RegistryRef) -> dict[str, str]:
