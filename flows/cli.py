@@ -7,15 +7,19 @@ Exit codes scripts can rely on:
   3  Azure/ARM refused or could not be reached (authentication, missing registry, network)
 
 ``plan``, ``status`` and ``emulator`` never import Prefect; ``apply`` and ``demo`` run the Prefect flow in this
-process (an ephemeral Prefect server unless PREFECT_API_URL points at one).
+process: against PREFECT_API_URL when one is configured, else against a temporary Prefect server that the command
+starts first thing (``_TemporaryServer``) and stops when it ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import json
 import os
+import socket
+import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,18 +160,154 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def _start_prefect_early() -> threading.Thread | None:
-    """Without PREFECT_API_URL, Prefect starts a temporary server at the first API call, which costs seconds.
-    Start it now, in the background, so that it boots while this process imports the flows, starts the embedded
-    emulator and loads the plan; ``join()`` the thread before the flow runs (the server object is a singleton)."""
-    _prefect_env()
-    if os.environ.get("PREFECT_API_URL"):
-        return None
-    from prefect.server.api.server import SubprocessASGIServer
+class _TemporaryServer:
+    """Prefect's temporary ("ephemeral") API server for this command, started by georep before Prefect is imported.
 
-    thread = threading.Thread(target=lambda: SubprocessASGIServer().start(), name="prefect-ephemeral", daemon=True)
-    thread.start()
-    return thread
+    Left to itself, Prefect starts that server at the first API call, from ``get_client``, which first imports
+    ``prefect.server.api.server`` (the whole FastAPI app and its models, ~3.5 s of CPU) into this process too, and
+    only then spawns the server, which imports the same again. Started here, the server boots in its own process
+    while this one imports the flows and the SDK, and this process never imports the server code: the flow runs
+    with ``PREFECT_API_URL`` pointing at it. Same command, environment and database as Prefect's
+    ``SubprocessASGIServer`` (``$PREFECT_HOME/prefect.db``, UI off), so artifacts stay readable by a later
+    ``prefect server start``; stopped (SIGTERM, then SIGKILL after 5 s) when the command ends."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._spawn()
+
+    @staticmethod
+    def _free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    def _spawn(self) -> None:
+        spec = importlib.util.find_spec("prefect")  # locates the package without importing it
+        assert spec is not None and spec.submodule_search_locations, "prefect is not installed"
+        package_parent = str(Path(next(iter(spec.submodule_search_locations))).parent)
+        self.port = self._free_port()
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                package_parent,
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self, timeout: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            code = self.process.poll()
+            if code == 3:  # uvicorn: the port was taken in the meantime
+                self._spawn()
+                continue
+            if code is not None:
+                raise CliError(f"Prefect's temporary server exited with code {code} while starting", EXIT_ARM)
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.05)
+        raise CliError(f"Prefect's temporary server did not answer within {timeout:g} s", EXIT_ARM)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _api_configured_elsewhere() -> bool:
+    """True when Prefect may find an API URL somewhere else than the environment (a profile, prefect.toml,
+    pyproject.toml, .env) or must not start a temporary server: then Prefect decides, as it always did. A cheap
+    look at the files, without importing Prefect; ``_started_server_fits`` double-checks after the import."""
+    if os.environ.get("GEOREP_EARLY_PREFECT_SERVER") == "0" or os.environ.get("PREFECT_API_URL"):
+        return True
+    if os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "").lower() in ("0", "false"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    for path, needles in (
+        (profiles, ("PREFECT_API_URL", "EPHEMERAL")),
+        (Path(".env"), ("PREFECT_API_URL", "EPHEMERAL")),
+        (Path("prefect.toml"), ("[api", "api.", "url", "ephemeral")),
+        (Path("pyproject.toml"), ("tool.prefect",)),
+    ):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(needle.lower() in text.lower() for needle in needles):
+            return True
+    return False
+
+
+def _started_server_fits() -> bool:
+    """After Prefect is imported (with PREFECT_API_URL pointing at georep's temporary server): does any other
+    settings source name an API URL? Then that server is the one to use."""
+    from prefect.settings import Settings
+
+    ours = os.environ.pop("PREFECT_API_URL", None)
+    try:
+        return Settings().api.url is None
+    finally:
+        if ours is not None:
+            os.environ["PREFECT_API_URL"] = ours
+
+
+def _restart_without_temporary_server(server: _TemporaryServer) -> None:
+    """A settings source the file check missed names an API URL, but this process already imported Prefect with
+    PREFECT_API_URL pointing at georep's temporary server: run the same command again, leaving it to Prefect."""
+    server.stop()
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["GEOREP_EARLY_PREFECT_SERVER"] = "0"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def _start_prefect_early() -> _TemporaryServer | None:
+    """Without PREFECT_API_URL, start Prefect's temporary server now, before Prefect is even imported, so that it
+    boots while this process imports the flows, starts the embedded emulator and loads the plan."""
+    _prefect_env()
+    if _api_configured_elsewhere():
+        return None
+    server = _TemporaryServer()
+    atexit.register(server.stop)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
 
 
 def _apply(
@@ -177,9 +317,10 @@ def _apply(
     max_parallel: int,
     rollback_on_failure: bool,
     as_json: bool,
-    warming: threading.Thread | None = None,
+    warming: _TemporaryServer | None = None,
 ) -> int:
     _prefect_env()
+    from flows.apply import local_run
     from flows.global_rollout import global_rollout
     from flows.params import RolloutParams
     from georep import progress
@@ -197,8 +338,11 @@ def _apply(
             rollback_on_failure=rollback_on_failure,
         )
         if warming is not None:
-            warming.join()
-        state = global_rollout(params, return_state=True)
+            if not _started_server_fits():
+                _restart_without_temporary_server(warming)
+            warming.wait_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+        with local_run(temporary_server=warming is not None):
+            state = global_rollout(params, return_state=True)
     finally:
         progress.unregister(listener)
         listener.finish("")

@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 
 from georep.holders import Holders
@@ -56,16 +57,28 @@ def subscription_limit(ref: RegistryRef) -> str:
     return f"georep-subscription-{_slug(ref.subscription_id)}"
 
 
+#: (limit name, size) pairs this process created or resized
+_ensured: set[tuple[str, int]] = set()
+
+
 def ensure(
     ref: RegistryRef,
     per_registry: int = DEFAULT_REGISTRY_LIMIT,
     per_subscription: int = DEFAULT_SUBSCRIPTION_LIMIT,
+    *,
+    force: bool = False,
 ) -> tuple[str, str]:
-    """Create (or resize) the registry's and the subscription's write limits; safe to call from every run."""
+    """Create (or resize) the registry's and the subscription's write limits; safe to call from every run. Once
+    per process and sizes: a process that runs many flows (a served deployment, the bench) does not read them
+    again, and ``write_slots`` ensures them afresh if they were deleted since."""
     names = (registry_limit(ref), subscription_limit(ref))
+    wanted = ((names[0], per_registry), (names[1], per_subscription))
+    if not force and all(item in _ensured for item in wanted):
+        return names
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(names[0], per_registry)
-        client.upsert_global_concurrency_limit_by_name(names[1], per_subscription)
+        for name, limit in wanted:
+            client.upsert_global_concurrency_limit_by_name(name, limit)
+    _ensured.update(wanted)
     return names
 
 
@@ -86,7 +99,11 @@ def write_slots(
     wait = timeout_seconds if timeout_seconds is not None else _slot_wait_seconds()
     with ExitStack() as stack:
         try:
-            stack.enter_context(hold(names, slots, wait, purpose=f"write slots for {ref.name}"))
+            try:
+                stack.enter_context(hold(names, slots, wait, purpose=f"write slots for {ref.name}"))
+            except ConcurrencySlotAcquisitionError:  # deleted since this process ensured them: create them again
+                ensure(ref, per_registry, per_subscription, force=True)
+                stack.enter_context(hold(names, slots, wait, purpose=f"write slots for {ref.name}"))
         except TimeoutError as exc:  # only the acquisition: a TimeoutError of the wave itself passes through
             raise SlotsUnavailable(
                 f"no {slots} free write slot(s) on {' / '.join(names)} after {wait:g} s. If no other georep run "
@@ -119,11 +136,17 @@ def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_
     state and then interleave conflicting writes. A second run is refused after ``timeout_seconds`` with a
     message that says what to do, rather than queueing silently behind a run that may take half an hour."""
     name = lock_name(ref)
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
     acquired = hold([name], 1, timeout_seconds, purpose=f"{purpose} of {ref.name}")
     try:
-        acquired.__enter__()
+        try:
+            acquired.__enter__()
+        except ConcurrencySlotAcquisitionError:
+            # the registry's first writing run: create the limit, then take it. Taking it first saves a read of
+            # the limit on every later run (strict=True refuses a missing limit; it never passes silently)
+            with get_client(sync_client=True) as client:
+                client.upsert_global_concurrency_limit_by_name(name, 1)
+            acquired = hold([name], 1, timeout_seconds, purpose=f"{purpose} of {ref.name}")
+            acquired.__enter__()
     except TimeoutError as exc:
         raise RegistryBusy(
             f"another georep run is changing registry '{ref.name}' ({purpose} refused: concurrency limit '{name}' "
