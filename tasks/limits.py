@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from prefect.client.orchestration import get_client
+import httpx
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 
 from georep.holders import Holders
 from georep.model import RegistryRef
@@ -27,14 +29,17 @@ from tasks.engine import current_settings
 log = logging.getLogger("georep.limits")
 #: a holder refreshes its heartbeat this often; other hosts consider it dead after Holders.stale_seconds
 HEARTBEAT_SECONDS = 60.0
-#: the first attempt is short: when it fails, leaked slots are recovered before waiting out the rest
+#: the first wait is short: when the slots are still taken, leaked slots are recovered before waiting out the rest
 FIRST_TRY_SECONDS = 1.0
+#: pause between two attempts to take slots (doubling up to the maximum)
+RETRY_PAUSE_SECONDS = (0.1, 2.0)
 
 #: LROs in flight per registry and per subscription across all runs (GEOREP_REGISTRY_WRITE_LIMIT and
 #: GEOREP_SUBSCRIPTION_WRITE_LIMIT override). ACR documents no limit of its own; 20 lets a 20-region rollout go out
-#: in one wave while staying far under ARM's write budget (200 burst, 10/s).
+#: in one wave. Per subscription, 100 LROs in flight (five such registries at once) is half of ARM's write burst
+#: (200); an LRO in flight costs no writes and, with the registry watchers, few reads (see georep.budget).
 DEFAULT_REGISTRY_LIMIT = int(os.environ.get("GEOREP_REGISTRY_WRITE_LIMIT", "20"))
-DEFAULT_SUBSCRIPTION_LIMIT = int(os.environ.get("GEOREP_SUBSCRIPTION_WRITE_LIMIT", "40"))
+DEFAULT_SUBSCRIPTION_LIMIT = int(os.environ.get("GEOREP_SUBSCRIPTION_WRITE_LIMIT", "100"))
 #: How long a wave waits for its write slots (GEOREP_SLOT_WAIT_SECONDS overrides). Prefect waits forever by
 #: default, and a slot leaked by a killed run is never given back on an ephemeral server (no lease reaper), so
 #: the next run would hang without a word. On a real server the lease (300 s) expires well within this wait.
@@ -77,9 +82,50 @@ def ensure(
         return names
     with get_client(sync_client=True) as client:
         for name, limit in wanted:
-            client.upsert_global_concurrency_limit_by_name(name, limit)
+            upsert(client, name, limit)
     _ensured.update(wanted)
     return names
+
+
+def upsert(client: SyncPrefectClient, name: str, limit: int) -> None:
+    """Prefect's upsert reads, then creates: two runs starting together (a fleet's children) race, and the second
+    create gets 409. The limit exists then; make sure it has our size."""
+    try:
+        client.upsert_global_concurrency_limit_by_name(name, limit)
+    except ObjectAlreadyExists:
+        client.upsert_global_concurrency_limit_by_name(name, limit)
+
+
+def _refused(exc: ConcurrencySlotAcquisitionError) -> bool:
+    """The server answered 423: the slots are taken (as opposed to a missing limit or an API failure)."""
+    cause = exc.__cause__
+    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
+
+
+def acquire(names: list[str], slots: int, timeout_seconds: float) -> Any:
+    """Take ``slots`` of every limit in ``names`` (strict) and return the entered ``concurrency`` context, or raise
+    ``TimeoutError`` after ``timeout_seconds``.
+
+    Prefect's own ``timeout_seconds`` is not used: in Prefect 3.9 a client-side timeout that fires while the
+    server is granting the slots drops the grant without releasing it (only a cancellation releases it), so the
+    slots stay taken until their lease expires; under load a fleet's children leaked their registry locks that
+    way. Each attempt here asks once (``max_retries=0``: the server answers 423 at once when the slots are taken)
+    and the waiting happens between requests, never during one."""
+    deadline = time.monotonic() + timeout_seconds
+    pause = RETRY_PAUSE_SECONDS[0]
+    while True:
+        held: Any = concurrency(names, occupy=slots, strict=True, max_retries=0)
+        try:
+            held.__enter__()
+            return held
+        except ConcurrencySlotAcquisitionError as exc:
+            if not _refused(exc):
+                raise
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{slots} slot(s) of {', '.join(names)} not free within {timeout_seconds:g} s")
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, RETRY_PAUSE_SECONDS[1])
 
 
 @contextmanager
@@ -144,7 +190,7 @@ def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_
             # the registry's first writing run: create the limit, then take it. Taking it first saves a read of
             # the limit on every later run (strict=True refuses a missing limit; it never passes silently)
             with get_client(sync_client=True) as client:
-                client.upsert_global_concurrency_limit_by_name(name, 1)
+                upsert(client, name, 1)
             acquired = hold([name], 1, timeout_seconds, purpose=f"{purpose} of {ref.name}")
             acquired.__enter__()
     except TimeoutError as exc:
@@ -199,16 +245,12 @@ def hold(names: list[str], slots: int, timeout_seconds: float, purpose: str | No
     holders = _holders()
     started = time.monotonic()
     try:
-        acquired: Any = concurrency(
-            names, occupy=slots, strict=True, timeout_seconds=min(FIRST_TRY_SECONDS, timeout_seconds)
-        )
         try:
-            acquired.__enter__()
+            acquired = acquire(names, slots, min(FIRST_TRY_SECONDS, timeout_seconds))
         except TimeoutError:
             recover_leaked(names, holders)
             remaining = max(0.1, timeout_seconds - (time.monotonic() - started))
-            acquired = concurrency(names, occupy=slots, strict=True, timeout_seconds=remaining)
-            acquired.__enter__()
+            acquired = acquire(names, slots, remaining)
         token = holders.add(names, slots, purpose)
         stop = threading.Event()
 

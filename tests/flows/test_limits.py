@@ -1,0 +1,83 @@
+"""Taking global concurrency slots under contention never leaks them (Prefect 3.9 drops a grant whose client-side
+timeout fired mid-request; georep never lets a timeout cut a request), and concurrent first runs may create the
+same limit."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from tasks import limits
+
+
+def active(name: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name).active_slots
+
+
+def test_contended_acquisitions_with_short_timeouts_leak_no_slot() -> None:
+    name = f"georep-test-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        limits.upsert(client, name, 1)
+    outcomes: list[str] = []
+
+    def contend() -> None:
+        try:
+            held = limits.acquire([name], 1, 0.3)
+        except TimeoutError:
+            outcomes.append("timed out")
+            return
+        outcomes.append("held")
+        held.__exit__(None, None, None)
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 8 and "held" in outcomes
+    assert active(name) == 0, "a slot stayed taken after every holder released"
+
+
+def test_acquire_times_out_while_held_and_succeeds_after_release() -> None:
+    name = f"georep-test-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        limits.upsert(client, name, 1)
+    first = limits.acquire([name], 1, 5)
+    with pytest.raises(TimeoutError):
+        limits.acquire([name], 1, 0.5)
+    first.__exit__(None, None, None)
+    second = limits.acquire([name], 1, 5)
+    second.__exit__(None, None, None)
+    assert active(name) == 0
+
+
+def test_concurrent_upserts_of_a_new_limit_all_succeed() -> None:
+    name = f"georep-test-{uuid.uuid4().hex[:8]}"
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with get_client(sync_client=True) as client:
+                limits.upsert(client, name, 3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).limit == 3
+
+
+def test_missing_limit_is_not_mistaken_for_a_busy_one() -> None:
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+
+    with pytest.raises(ConcurrencySlotAcquisitionError):
+        limits.acquire([f"georep-missing-{uuid.uuid4().hex[:8]}"], 1, 0.5)
