@@ -9,6 +9,7 @@ process under test must also stay inside the per-subscription budgets: 429s are 
 * engine: every replica created through georep's LRO engine from one thread pool (the engine's cost alone).
 * flow:   the same fleet through ``fleet_rollout`` in subflows mode: one Prefect flow process, one global rollout
           subflow per registry, one task per region (Prefect's ephemeral API server runs in its own process).
+          Wall time is the fleet flow run's own, from its start to its end state.
 
 Ideal wall time is the emulator's LRO duration (every LRO started at once and seen the moment it ends).
 ``measure()`` is imported by bench/fleet.py.
@@ -42,6 +43,8 @@ REGIONS = [
     "uaenorth", "eastasia", "centralindia", "italynorth", "polandcentral",
 ]  # fmt: skip
 HOME = "northeurope"
+#: flow mode: the fleet run's own duration (start to end state), without the temporary server's start-up
+FLOW_WALL: list[float] = []
 
 
 class Peak:
@@ -133,6 +136,8 @@ def _engine_run(registries: list[dict[str, str]], tmp: Path) -> list[Any]:
 
 
 def _flow_run(registries: list[dict[str, str]], regions: int) -> list[Any]:
+    from prefect.client.orchestration import get_client
+
     from flows.fleet_rollout import fleet_rollout
     from flows.params import FleetParams
 
@@ -154,6 +159,11 @@ def _flow_run(registries: list[dict[str, str]], regions: int) -> list[Any]:
     outcomes = [o for run in runs for o in run.outcomes] if isinstance(runs, list) else []
     if not state.is_completed():
         print(f"fleet run ended {state.type}: {state.message}", file=sys.stderr)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[arg-type]
+    if flow_run.start_time and flow_run.end_time:
+        # the flow run itself: Prefect's temporary server starting up before it is not the process's LRO work
+        FLOW_WALL.append((flow_run.end_time - flow_run.start_time).total_seconds())
     return outcomes
 
 
@@ -186,6 +196,8 @@ def measure(
             outcomes = _engine_run(layout, tmp) if mode == "engine" else _flow_run(layout, regions)
         wall = time.monotonic() - started
         cpu = _cpu() - cpu0
+        if mode == "flow" and FLOW_WALL:
+            wall = FLOW_WALL.pop()
         control = EmulatorControl(env["GEOREP_ENDPOINT"], env["GEOREP_EMULATOR_ADMIN_KEY"], env["GEOREP_CA_BUNDLE"])
         sent = control.requests()
         control.close()
@@ -194,8 +206,8 @@ def measure(
         os.environ.update(saved)
         proc.terminate()
         proc.wait(30)
-    created = [o for o in outcomes if o.action.value == "create"]
-    ok = sum(1 for o in created if o.result.value == "succeeded")
+    created = [o for o in outcomes if str(getattr(o.action, "value", o.action)) == "create"]
+    ok = sum(1 for o in created if str(getattr(o.result, "value", o.result)) == "succeeded")
     return {
         "mode": mode,
         "lros": registries * regions,
