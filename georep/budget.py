@@ -137,6 +137,10 @@ class Budgets:
                 self._limiters[key] = limiter
             return limiter
 
+    @property
+    def source(self) -> TokenSource | None:
+        return self._source
+
     def reads(self, subscription: str) -> RateLimiter:
         return self.get("reads", subscription)
 

@@ -19,6 +19,7 @@ import threading
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
+from prefect.context import SettingsContext
 from prefect.exceptions import ObjectAlreadyExists
 
 from georep.budget import BudgetKind
@@ -39,18 +40,27 @@ class PrefectBudget:
     """``TokenSource`` on Prefect rate limits, created idempotently the first time a subscription is used.
 
     Requests are sent from threads Prefect did not start (SDK pollers, registry watchers), which do not see the
-    flow's settings context; the context of the engine's creator is kept and every call runs in a copy of it, so
-    the rate limits live on the same Prefect API as the run.
+    flow's settings context. Only the settings of the engine's creator are kept (so the rate limits live on the
+    same Prefect API as the runs), and every call runs in an otherwise empty context: the creator's whole context
+    would also carry its flow run's client, which is closed once that run ends, while the engine serves every
+    later run of the process.
     """
 
     def __init__(self, timeout_seconds: float = TAKE_TIMEOUT_SECONDS) -> None:
-        self._context = contextvars.copy_context()
+        self._settings = SettingsContext.get()
         self._timeout = timeout_seconds
         self._ensured: set[str] = set()
         self._lock = threading.Lock()
+        #: calls that fell back to the process's budget alone (API unreachable, or no tokens in time)
+        self.fallbacks = 0
 
     def take(self, kind: BudgetKind, subscription: str, count: int) -> None:
-        self._context.copy().run(self._take, kind, subscription, count)
+        contextvars.Context().run(self._take_in_settings, kind, subscription, count)
+
+    def _take_in_settings(self, kind: BudgetKind, subscription: str, count: int) -> None:
+        if self._settings is not None:
+            SettingsContext.__var__.set(self._settings)  # a fresh context per call: nothing to reset
+        self._take(kind, subscription, count)
 
     def _take(self, kind: BudgetKind, subscription: str, count: int) -> None:
         name = limit_name(kind, subscription)
@@ -58,8 +68,10 @@ class PrefectBudget:
             self._ensure(name, kind)
             rate_limit(name, occupy=count, timeout_seconds=self._timeout, strict=True)
         except TimeoutError:
+            self.fallbacks += 1
             log.warning("the shared ARM %s budget of %s gave no tokens in %.0f s", kind, subscription, self._timeout)
         except Exception as exc:  # the Prefect API is unreachable: ARM's 429s are retried, a failed region is not
+            self.fallbacks += 1
             log.warning("shared ARM %s budget unavailable (%s); using this process's budget only", kind, exc)
 
     def _ensure(self, name: str, kind: BudgetKind) -> None:
