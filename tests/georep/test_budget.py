@@ -70,8 +70,8 @@ def test_spent_tokens_are_paid_in_batches_off_the_request_path() -> None:
 def test_requests_block_only_once_a_whole_batch_is_unpaid() -> None:
     gate = threading.Event()
     source = Recorder(gate)
-    limiter = RateLimiter(1000, burst=1000, source=source, batch=4)
-    for _ in range(4):  # up to one batch runs ahead of the shared budget
+    limiter = RateLimiter(1000, burst=1000, source=source, batch=4, allowance=4)
+    for _ in range(4):  # up to the allowance runs ahead of the shared budget
         limiter.acquire()
     blocked = threading.Thread(target=limiter.acquire)
     blocked.start()
@@ -82,6 +82,20 @@ def test_requests_block_only_once_a_whole_batch_is_unpaid() -> None:
     assert not blocked.is_alive()
     settle(limiter)
     assert source.granted() >= 5
+
+
+def test_default_allowance_is_three_batches() -> None:
+    gate = threading.Event()
+    limiter = RateLimiter(1000, burst=1000, source=Recorder(gate), batch=2)
+    for _ in range(6):
+        limiter.acquire()
+    blocked = threading.Thread(target=limiter.acquire)
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive()
+    gate.set()
+    blocked.join(5)
+    assert not blocked.is_alive()
 
 
 def test_budgets_are_per_subscription_and_kind() -> None:
