@@ -40,31 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "scripts" / "stack"
 OUT = ROOT / "bench" / "out" / "fleet.json"
 SUBSCRIPTIONS = ("6e0b9f5c-3d2a-4c1b-9a8e-7f6d5c4b3a21", "3f1c2b7a-8d4e-4f60-9b1a-2c3d4e5f6a7b")
-#: unrestricted regions, none of them northeurope (every registry's home)
-REGIONS = [
-    "westus2",
-    "eastus",
-    "westeurope",
-    "southeastasia",
-    "eastus2",
-    "japaneast",
-    "uksouth",
-    "francecentral",
-    "centralus",
-    "westus3",
-    "australiaeast",
-    "brazilsouth",
-    "canadacentral",
-    "koreacentral",
-    "swedencentral",
-    "uaenorth",
-    "eastasia",
-    "centralindia",
-    "italynorth",
-    "polandcentral",
-    "southcentralus",
-    "norwayeast",
-]
+sys.path.insert(0, str(ROOT))
+
+from bench.regions import REGIONS  # noqa: E402
 
 
 def fleet_yaml(registries: int, regions: int) -> str:

@@ -37,11 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REGIONS = [
-    "westus2", "eastus", "westeurope", "southeastasia", "eastus2", "japaneast", "uksouth", "francecentral",
-    "centralus", "westus3", "australiaeast", "brazilsouth", "canadacentral", "koreacentral", "swedencentral",
-    "uaenorth", "eastasia", "centralindia", "italynorth", "polandcentral",
-]  # fmt: skip
+from bench.regions import REGIONS  # noqa: E402
+
 HOME = "northeurope"
 #: flow mode: the fleet run's own duration (start to end state), without the temporary server's start-up
 FLOW_WALL: list[float] = []

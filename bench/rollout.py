@@ -33,34 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.regions import REGIONS  # noqa: E402
 from georep.emulator.client import EmulatorControl  # noqa: E402
 from georep.emulator.server import DEMO_SUBSCRIPTION, EmulatorServer  # noqa: E402
 from georep.emulator.settings import EmulatorSettings  # noqa: E402
 
-REGIONS = [
-    "westus2",
-    "eastus",
-    "westeurope",
-    "southeastasia",
-    "eastus2",
-    "japaneast",
-    "uksouth",
-    "francecentral",
-    "centralus",
-    "westus3",
-    "australiaeast",
-    "brazilsouth",
-    "canadacentral",
-    "koreacentral",
-    "swedencentral",
-    "uaenorth",
-    "eastasia",
-    "centralindia",
-    "italynorth",
-    "polandcentral",
-    "southcentralus",
-    "norwayeast",
-]
 SEED_FOUR = ["westus2", "eastus", "westeurope", "southeastasia"]
 RG = "georep-bench"
 
