@@ -152,11 +152,6 @@ class Budgets:
     def writes(self, subscription: str) -> RateLimiter:
         return self.get("writes", subscription)
 
-    def shared_calls(self) -> int:
-        """Calls made to the shared budget (one per batch of tokens), for benchmarks."""
-        with self._lock:
-            return sum(limiter.shared_calls for limiter in self._limiters.values())
-
 
 class BudgetPolicy(SansIOHTTPPolicy[Any, Any]):
     """Spends one token of the subscription's read or write budget before each request is sent (after the retry

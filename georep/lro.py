@@ -68,7 +68,7 @@ class EngineConfig:
     settle_probes: int = 3
     settle_probe_seconds: float = 2.0
     #: ARM budgets per subscription for this process, under ARM's 25 reads/s and 10 writes/s per subscription and
-    #: principal; runs on several workers share them through a TokenSource (see polling.Budgets)
+    #: principal; runs on several workers share them through a TokenSource (see georep.budget)
     reads_per_second: float = 20.0
     writes_per_second: float = 8.0
     read_burst: float = 200.0
