@@ -36,7 +36,8 @@ from uuid import UUID
 
 from prefect import Flow, State, flow, get_run_logger
 from prefect.artifacts import (
-    create_markdown_artifact,
+    MarkdownArtifact,
+    TableArtifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
@@ -280,18 +281,26 @@ def _describe(o: ObservedReplica | None) -> str:
     return f"{o.provisioning_state}/{o.display_status}{endpoint}"
 
 
-def publish_report(ref: RegistryRef, report: DrillReport) -> None:
-    """Timeline table + figures/restore markdown; keyed per registry so the Artifacts page keeps versions."""
+def publish_report(ref: RegistryRef, report: DrillReport, flow_run_id: UUID | None = None) -> None:
+    """Timeline table + figures/restore markdown; keyed per registry so the Artifacts page keeps versions.
+    ``flow_run_id``: the run they belong to when this runs outside it (a hook the worker calls after the run's
+    process is gone)."""
     if report.timeline:
-        create_table_artifact(
-            drill.timeline_rows(report),
-            key=artifacts.key("drill-timeline", ref),
-            description=f"{TITLE} ({report.mode}) timeline for `{ref.name}`",
+        artifacts.create(
+            TableArtifact(
+                table=drill.timeline_rows(report),
+                key=artifacts.key("drill-timeline", ref),
+                description=f"{TITLE} ({report.mode}) timeline for `{ref.name}`",
+            ),
+            flow_run_id,
         )
-    create_markdown_artifact(
-        drill.markdown(report),
-        key=artifacts.key("drill-report", ref),
-        description=f"{TITLE} ({report.mode}): figures and restore status",
+    artifacts.create(
+        MarkdownArtifact(
+            markdown=drill.markdown(report),
+            key=artifacts.key("drill-report", ref),
+            description=f"{TITLE} ({report.mode}): figures and restore status",
+        ),
+        flow_run_id,
     )
 
 
@@ -337,7 +346,7 @@ def restore_hook(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> 
     entry.report = report.model_dump_json()
     journal.save(entry)
     with contextlib.suppress(Exception):  # a report failure must never hide the restore
-        publish_report(entry.ref, report)
+        publish_report(entry.ref, report, UUID(str(flow_run.id)))
 
 
 # ----------------------------------------------------------------------------------------------------- flow

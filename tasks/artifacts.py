@@ -16,11 +16,15 @@ from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import (
+    Artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.context import MissingContextError, get_run_context
 
 from georep import report
 from georep.model import Action, RegionOutcome, RegistryRef
@@ -53,6 +57,28 @@ def publish_result(ref: RegistryRef, outcomes: Sequence[RegionOutcome], title: s
     if extra_markdown:
         body += f"\n{extra_markdown}\n"
     create_markdown_artifact(body, key=key("summary", ref), description=f"{title}: summary")
+
+
+def create(artifact: Artifact, flow_run_id: UUID | None = None) -> None:
+    """Create an artifact in the current run, or, outside any run, attached to ``flow_run_id``. Outside a run
+    Prefect attaches an artifact to no run at all (and warns that this is deprecated), so the report of a hook
+    that the worker calls after the run's process is gone would be missing from that run's page."""
+    try:
+        get_run_context()
+    except MissingContextError:
+        if flow_run_id is not None:
+            with get_client(sync_client=True) as client:
+                client.create_artifact(
+                    ArtifactCreate(
+                        type=artifact.type,
+                        key=artifact.key,
+                        description=artifact.description,
+                        flow_run_id=flow_run_id,
+                        data=artifact.format(_sync=True),  # type: ignore[call-arg]
+                    )
+                )
+            return
+    artifact.create()
 
 
 def publish_table(ref: RegistryRef, kind: str, rows: Sequence[dict[str, Any]], description: str) -> None:

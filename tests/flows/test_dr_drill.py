@@ -9,12 +9,15 @@ from __future__ import annotations
 import threading
 import time
 import types
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.states import Cancelled
 from pydantic import ValidationError
 
@@ -25,6 +28,7 @@ from georep.config import Settings
 from georep.drill import DrillReport
 from georep.emulator.client import EmulatorControl
 from georep.journal import DrillEntry
+from tasks import artifacts
 from tasks.drill import get_journal
 from tests.conftest import RegistryRef
 from tests.flows.test_global_rollout import plan_yaml
@@ -333,7 +337,7 @@ def test_cancellation_hook_restores_from_the_journal(
 
     ref = Ref(subscription_id=registry.subscription, resource_group=registry.resource_group, name=registry.name)
     info, observed = observe(client, ref, RetryPolicy())
-    run_id = "cancelled-" + registry.name
+    run_id = str(uuid.uuid4())
     journal = get_journal()
     entry = DrillEntry(
         drill_id="c" + registry.name[-10:], registry=str(ref), ref=ref, home=info.home, targets=["westeurope"],
@@ -345,6 +349,13 @@ def test_cancellation_hook_restores_from_the_journal(
     assert endpoint(client, registry, "westeurope")
     after = journal.latest_for_run(run_id)
     assert after is not None and after.restore == "restored" and after.restore_by == "on_cancellation hook"
+    # the hook runs outside the run (in the worker), yet its report is on the cancelled run's page
+    with get_client(sync_client=True) as prefect:
+        reports = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifacts.key("drill-report", ref)]))
+        )
+    assert [str(a.flow_run_id) for a in reports] == [run_id]
+    assert "on_cancellation hook" in str(reports[0].data)
     restore_hook(dr_drill, types.SimpleNamespace(id=run_id), Cancelled())  # type: ignore[arg-type]  # idempotent
 
 

@@ -37,7 +37,7 @@ from georep.emulator.settings import EmulatorSettings
 from georep.lro import Engine, EngineConfig
 from georep.model import Action, ActionKind, RegionOutcome, RegistryRef, ReplicaSpec, Result
 from georep.retry import RetryPolicy
-from tests.conftest import RegistryRef as TestRegistry
+from tests.conftest import RegistryRef as EmulatedRegistry
 from tests.reliability.conftest import Recorder
 from tests.reliability.matrix import write_counts
 
@@ -70,7 +70,7 @@ DOOMED = ["eastus", "westeurope", "uksouth"]
 
 
 def test_kill_9_mid_prune_then_rerun_sends_no_second_delete(
-    registry: TestRegistry,
+    registry: EmulatedRegistry,
     control: EmulatorControl,
     client: ContainerRegistryManagementClient,
     tmp_path: Path,
@@ -279,7 +279,7 @@ def _wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float) -
 
 
 def test_leaked_registry_slots_fail_the_next_run_clearly_then_the_runbook_frees_them(
-    registry: TestRegistry, control: EmulatorControl, monkeypatch: pytest.MonkeyPatch, record: Recorder
+    registry: EmulatedRegistry, control: EmulatorControl, monkeypatch: pytest.MonkeyPatch, record: Recorder
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
