@@ -23,7 +23,6 @@ Writes bench/out/fleet.json; the stacks' logs stay in bench/out/fleet/.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ OUT = ROOT / "bench" / "out" / "fleet.json"
 SUBSCRIPTIONS = ("6e0b9f5c-3d2a-4c1b-9a8e-7f6d5c4b3a21", "3f1c2b7a-8d4e-4f60-9b1a-2c3d4e5f6a7b")
 sys.path.insert(0, str(ROOT))
 
+from bench.many_lros import measure  # noqa: E402
 from bench.regions import REGIONS  # noqa: E402
 
 
@@ -118,22 +118,6 @@ def fleet_on_stack(
     finally:
         rc, out, _ = stack("down", workdir, timeout=120)
         print(out, file=sys.stderr, end="")
-
-
-def many_lros(lro: float) -> dict[str, Any] | None:
-    path = ROOT / "bench" / "many_lros.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("bench_many_lros", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    if not hasattr(module, "measure"):
-        return None
-    # 25 registries x 20 regions in 5 subscriptions = 500 LROs
-    result: dict[str, Any] = module.measure(registries=25, subscriptions=5, lro_seconds=lro)
-    return result
 
 
 def child_stats(result: dict[str, Any]) -> str:
@@ -218,30 +202,19 @@ def main() -> int:
     if args.skip_lros:
         rows.append(("(c) 500 concurrent LROs in one process", "skipped", "", "", "--skip-lros"))
     else:
-        try:
-            measured = many_lros(max(args.lro, 10.0))
-        except Exception as exc:  # the module is someone else's work in progress: report, do not crash the bench
-            measured = {"error": f"{type(exc).__name__}: {exc}"}
+        # 25 registries x 20 regions in 5 subscriptions = 500 LROs
+        measured = measure(registries=25, subscriptions=5, lro_seconds=max(args.lro, 10.0))
         report["many_lros"] = measured
-        if measured is None:
-            rows.append(
-                ("(c) 500 concurrent LROs in one process", "pending", "", "", "bench/many_lros.py not there yet")
+        rows.append(
+            (
+                f"(c) {measured['lros']} concurrent LROs in one process ({measured['mode']})",
+                f"{measured['wall']:.1f} s",
+                str(measured["arm_requests"]),
+                str(measured["arm_429"]),
+                f"ideal {measured['ideal']} s, wall/ideal {measured['ratio']}, ok {measured['succeeded']}/{measured['lros']}, "
+                f"peak RSS {measured['peak_rss_mb']} MB, threads {measured['peak_threads']}",
             )
-        elif "error" in measured:
-            rows.append(("(c) 500 concurrent LROs in one process", "error", "", "", measured["error"][:120]))
-        else:
-            ok = measured.get("ok", measured.get("succeeded"))
-            threads = measured.get("threads", measured.get("peak_threads"))
-            rows.append(
-                (
-                    f"(c) {measured.get('lros')} concurrent LROs in one process ({measured.get('mode', 'engine')})",
-                    f"{measured.get('wall', float('nan')):.1f} s",
-                    str(measured.get("arm_requests", "")),
-                    str(measured.get("arm_429", "")),
-                    f"ideal {measured.get('ideal')} s, wall/ideal {measured.get('ratio')}, ok {ok}/{measured.get('lros')}, "
-                    f"peak RSS {measured.get('peak_rss_mb')} MB, threads {threads}",
-                )
-            )
+        )
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2, default=str))
