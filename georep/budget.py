@@ -39,7 +39,9 @@ class RateLimiter:
     the shared budget per batch, never on a request's path), and requests block only when the unpaid debt
     reaches ``allowance`` (three batches by default), that is, when the shared budget is really spent. Measured:
     a Prefect rate-limit call took 15 ms idle but 2-3 s while the process's Prefect client was busy with a
-    wave's task runs, so one batch of allowance stalled a 20-region wave's final reads; three do not. A process
+    wave's task runs (Prefect's client sleeping 2 s after a "database is locked" 503 of a SQLite server, which
+    georep's Prefect layer now retries after milliseconds), so one batch of allowance stalled a 20-region wave's
+    final reads; three do not, whatever the server. A process
     can thus run ahead of the shared budget by at most ``allowance`` tokens, which the shared buckets' headroom
     under ARM's absorbs (and a 429 beyond it is retried like any other).
     """

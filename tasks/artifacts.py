@@ -15,19 +15,14 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from prefect.artifacts import (
-    Artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import ArtifactCreate
-from prefect.context import MissingContextError, get_run_context
+from prefect.artifacts import Artifact, MarkdownArtifact, TableArtifact
+from prefect.artifacts import ProgressArtifact as PrefectProgress
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 from georep import report
 from georep.model import Action, RegionOutcome, RegistryRef
+from tasks import api
 
 log = logging.getLogger("georep.artifacts")
 
@@ -36,58 +31,54 @@ def key(kind: str, ref: RegistryRef) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"georep-{kind}-{ref.name}".lower()).strip("-")[:100]
 
 
-def publish_plan(ref: RegistryRef, actions: Sequence[Action], title: str) -> None:
-    create_table_artifact(
-        report.plan_rows(actions), key=key("plan", ref), description=f"{title}: plan for `{ref.name}`"
+def create(artifact: Artifact, flow_run_id: UUID | None = None) -> UUID:
+    """Create an artifact through georep's Prefect writes (tasks/api.py: one client, one write at a time, quick
+    retries), attached to the current flow and task run, or to ``flow_run_id`` when this runs outside the run (a
+    hook the worker calls after the run's process is gone: Prefect would attach the report to no run at all)."""
+    task_run_id, current_flow_run_id = get_task_and_flow_run_ids()
+    request = ArtifactCreate(
+        type=artifact.type,
+        key=artifact.key,
+        description=artifact.description,
+        flow_run_id=flow_run_id or current_flow_run_id,
+        task_run_id=task_run_id,
+        data=artifact.format(_sync=True),  # type: ignore[call-arg]
     )
-    create_markdown_artifact(
+    return api.write(lambda client: client.create_artifact(artifact=request)).id
+
+
+def table(rows: Sequence[dict[str, Any]], key: str, description: str) -> UUID:
+    return create(TableArtifact(table=list(rows), key=key, description=description))
+
+
+def markdown(body: str, key: str, description: str) -> UUID:
+    return create(MarkdownArtifact(markdown=body, key=key, description=description))
+
+
+def publish_plan(ref: RegistryRef, actions: Sequence[Action], title: str) -> None:
+    table(report.plan_rows(actions), key("plan", ref), f"{title}: plan for `{ref.name}`")
+    markdown(
         f"# {title}: plan for {ref.name}\n\n{report.plan_summary(actions)}\n\n{report.plan_markdown(actions)}\n",
-        key=key("plan-summary", ref),
-        description=f"{title}: what will change and why",
+        key("plan-summary", ref),
+        f"{title}: what will change and why",
     )
 
 
 def publish_result(ref: RegistryRef, outcomes: Sequence[RegionOutcome], title: str, extra_markdown: str = "") -> None:
-    create_table_artifact(
-        report.outcome_rows(outcomes),
-        key=key("result", ref),
-        description=f"{title}: result per region for `{ref.name}`",
-    )
+    table(report.outcome_rows(outcomes), key("result", ref), f"{title}: result per region for `{ref.name}`")
     body = f"# {title}: {ref.name}\n\n{report.outcome_summary(outcomes)}\n\n{report.outcome_markdown(outcomes)}\n"
     if extra_markdown:
         body += f"\n{extra_markdown}\n"
-    create_markdown_artifact(body, key=key("summary", ref), description=f"{title}: summary")
-
-
-def create(artifact: Artifact, flow_run_id: UUID | None = None) -> None:
-    """Create an artifact in the current run, or, outside any run, attached to ``flow_run_id``. Outside a run
-    Prefect attaches an artifact to no run at all (and warns that this is deprecated), so the report of a hook
-    that the worker calls after the run's process is gone would be missing from that run's page."""
-    try:
-        get_run_context()
-    except MissingContextError:
-        if flow_run_id is not None:
-            with get_client(sync_client=True) as client:
-                client.create_artifact(
-                    ArtifactCreate(
-                        type=artifact.type,
-                        key=artifact.key,
-                        description=artifact.description,
-                        flow_run_id=flow_run_id,
-                        data=artifact.format(_sync=True),  # type: ignore[call-arg]
-                    )
-                )
-            return
-    artifact.create()
+    markdown(body, key("summary", ref), f"{title}: summary")
 
 
 def publish_table(ref: RegistryRef, kind: str, rows: Sequence[dict[str, Any]], description: str) -> None:
     """A keyed table artifact for flows whose rows are not plans or outcomes (cleanup, health, drift)."""
-    create_table_artifact(list(rows), key=key(kind, ref), description=description)
+    table(rows, key(kind, ref), description)
 
 
 def publish_markdown(ref: RegistryRef, kind: str, body: str, description: str) -> None:
-    create_markdown_artifact(body, key=key(kind, ref), description=description)
+    markdown(body, key(kind, ref), description)
 
 
 class Publisher:
@@ -196,14 +187,20 @@ class ProgressArtifact:
 
     def _create(self, total: int, title: str) -> None:
         with self._quiet():
-            self._id = create_progress_artifact(
-                0.0 if total else 100.0, key=key(self._kind, self._ref), description=f"{title}: 0/{total} regions"
+            self._id = create(
+                PrefectProgress(
+                    progress=0.0 if total else 100.0,
+                    key=key(self._kind, self._ref),
+                    description=f"{title}: 0/{total} regions",
+                )
             )
 
     def _update(self, progress: float, description: str) -> None:
-        if self._id is not None:
+        artifact_id = self._id
+        if artifact_id is not None:
+            update = ArtifactUpdate(data=progress, description=description)
             with self._quiet():
-                update_progress_artifact(self._id, progress, description=description)
+                api.write(lambda client: client.update_artifact(artifact_id, update))
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import rate_limit
+import httpx
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.context import SettingsContext
 from prefect.exceptions import ObjectAlreadyExists
 
 from georep.budget import BudgetKind
+from tasks import api
 
 log = logging.getLogger("georep.budget")
 
@@ -66,7 +69,7 @@ class PrefectBudget:
         name = limit_name(kind, subscription)
         try:
             self._ensure(name, kind)
-            rate_limit(name, occupy=count, timeout_seconds=self._timeout, strict=True)
+            self._pay(name, count)
         except TimeoutError:
             self.fallbacks += 1
             log.warning("the shared ARM %s budget of %s gave no tokens in %.0f s", kind, subscription, self._timeout)
@@ -74,14 +77,38 @@ class PrefectBudget:
             self.fallbacks += 1
             log.warning("shared ARM %s budget unavailable (%s); using this process's budget only", kind, exc)
 
+    def _pay(self, name: str, count: int) -> None:
+        """Prefect's ``rate_limit``, one request at a time through ``api.write``: a denied
+        payment waits out the server's Retry-After outside the gate. Strict: a missing limit is an error."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                response = api.write(
+                    lambda client: client.increment_concurrency_slots(names=[name], slots=count, mode="rate_limit")
+                )
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 423:
+                    raise
+                retry_after = float(exc.response.headers.get("Retry-After", 1.0))
+            else:
+                if not response.json():
+                    raise ConcurrencySlotAcquisitionError(f"rate limit {name!r} does not exist")
+                return
+            if time.monotonic() + retry_after > deadline:
+                raise TimeoutError(f"{count} token(s) of {name} not granted within {self._timeout:g} s")
+            time.sleep(retry_after)
+
     def _ensure(self, name: str, kind: BudgetKind) -> None:
         with self._lock:
             if name in self._ensured:
                 return
             burst, refill = BUCKETS[kind]
-            with get_client(sync_client=True) as client:
+
+            def upsert(client: SyncPrefectClient) -> None:
                 try:
                     client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
                 except ObjectAlreadyExists:  # another process created it between the upsert's read and create
                     client.upsert_global_concurrency_limit_by_name(name, burst, slot_decay_per_second=refill)
+
+            api.write(upsert)
             self._ensured.add(name)

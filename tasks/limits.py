@@ -13,17 +13,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from uuid import UUID
 
 import httpx
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse, MinimalConcurrencyLimitResponse
+from prefect.concurrency._events import emit_concurrency_acquisition_events, emit_concurrency_release_events
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
-from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from georep.holders import Holders
 from georep.model import RegistryRef
+from tasks import api
 from tasks.engine import current_settings
 
 log = logging.getLogger("georep.limits")
@@ -80,9 +82,8 @@ def ensure(
     wanted = ((names[0], per_registry), (names[1], per_subscription))
     if not force and all(item in _ensured for item in wanted):
         return names
-    with get_client(sync_client=True) as client:
-        for name, limit in wanted:
-            upsert(client, name, limit)
+    for name, limit in wanted:
+        api.write(lambda client, name=name, limit=limit: upsert(client, name, limit))
     _ensured.update(wanted)
     return names
 
@@ -96,31 +97,79 @@ def upsert(client: SyncPrefectClient, name: str, limit: int) -> None:
         client.upsert_global_concurrency_limit_by_name(name, limit)
 
 
-def _refused(exc: ConcurrencySlotAcquisitionError) -> bool:
-    """The server answered 423: the slots are taken (as opposed to a missing limit or an API failure)."""
-    cause = exc.__cause__
-    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
+#: a lease the server keeps for a holder that stops renewing it (a killed run): its slots come back after this long
+LEASE_SECONDS = 300.0
 
 
-def acquire(names: list[str], slots: int, timeout_seconds: float) -> Any:
-    """Take ``slots`` of every limit in ``names`` (strict) and return the entered ``concurrency`` context, or raise
-    ``TimeoutError`` after ``timeout_seconds``.
+class Lease:
+    """Slots of one or more strict global concurrency limits, held under one server lease.
 
-    Prefect's own ``timeout_seconds`` is not used: in Prefect 3.9 a client-side timeout that fires while the
-    server is granting the slots drops the grant without releasing it (only a cancellation releases it), so the
-    slots stay taken until their lease expires; under load a fleet's children leaked their registry locks that
-    way. Each attempt here asks once (``max_retries=0``: the server answers 423 at once when the slots are taken)
-    and the waiting happens between requests, never during one."""
+    The server returns the slots when ``release`` is called, or by itself once the lease has not been renewed for
+    ``LEASE_SECONDS`` (a real server's lease reaper; an ephemeral server has none, see ``recover_leaked``).
+    ``renew`` is called by the holder's heartbeat. A failed renewal is logged and retried at the next heartbeat
+    rather than interrupting the run: with LROs in flight, stopping the run mid-wait would abandon work that a
+    later run only resumes, while the lease outlives several missed heartbeats."""
+
+    def __init__(self, names: list[str], slots: int, lease_id: UUID, limits: list[MinimalConcurrencyLimitResponse]):
+        self.names, self.slots, self.lease_id, self.limits = names, slots, lease_id, limits
+        self._events = emit_concurrency_acquisition_events(limits, slots)  # the UI's event feed, as Prefect does
+
+    def renew(self) -> None:
+        try:
+            api.write(lambda client: client.renew_concurrency_lease(self.lease_id, LEASE_SECONDS))
+        except Exception:
+            log.error(
+                "could not renew the lease on %s; retrying at the next heartbeat (the server keeps a lease %g s)",
+                ", ".join(self.names),
+                LEASE_SECONDS,
+                exc_info=True,
+            )
+
+    def release(self) -> None:
+        api.write(lambda client: client.release_concurrency_slots_with_lease(self.lease_id))
+        emit_concurrency_release_events(self.limits, self.slots, self._events)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def take(names: list[str], slots: int) -> Lease | None:
+    """One attempt at ``slots`` of every limit in ``names``: the lease, or None when the server refuses because
+    the slots are taken (423). Strict: a limit that does not exist is an error, never a silent pass (Prefect's own
+    strict mode only refuses when *none* of the limits exist)."""
+    try:
+        response = api.write(
+            lambda client: client.increment_concurrency_slots_with_lease(
+                names=names, slots=slots, mode="concurrency", lease_duration=LEASE_SECONDS
+            )
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 423:
+            return None
+        raise ConcurrencySlotAcquisitionError(f"Unable to acquire concurrency slots on {names!r}: {exc}") from exc
+    granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+    missing = sorted(set(names) - {limit.name for limit in granted.limits})
+    if missing:
+        if granted.limits:
+            api.write(lambda client: client.release_concurrency_slots_with_lease(granted.lease_id))
+        raise ConcurrencySlotAcquisitionError(f"Concurrency limits {missing!r} must be created before acquiring slots")
+    return Lease(names, slots, granted.lease_id, granted.limits)
+
+
+def acquire(names: list[str], slots: int, timeout_seconds: float) -> Lease:
+    """Take ``slots`` of every limit in ``names`` (strict) and return the lease, or raise ``TimeoutError`` after
+    ``timeout_seconds``.
+
+    The waiting happens between requests, never during one: in Prefect 3.9 a client-side timeout that fires while
+    the server is granting the slots drops the grant without releasing it, so the slots stay taken until their
+    lease expires (under load a fleet's children leaked their registry locks that way). The server answers 423 at
+    once when the slots are taken."""
     deadline = time.monotonic() + timeout_seconds
     pause = RETRY_PAUSE_SECONDS[0]
     while True:
-        held: Any = concurrency(names, occupy=slots, strict=True, max_retries=0)
-        try:
-            held.__enter__()
-            return held
-        except ConcurrencySlotAcquisitionError as exc:
-            if not _refused(exc):
-                raise
+        lease = take(names, slots)
+        if lease is not None:
+            return lease
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"{slots} slot(s) of {', '.join(names)} not free within {timeout_seconds:g} s")
@@ -189,8 +238,7 @@ def registry_lock(ref: RegistryRef, purpose: str, timeout_seconds: float = LOCK_
         except ConcurrencySlotAcquisitionError:
             # the registry's first writing run: create the limit, then take it. Taking it first saves a read of
             # the limit on every later run (strict=True refuses a missing limit; it never passes silently)
-            with get_client(sync_client=True) as client:
-                upsert(client, name, 1)
+            api.write(lambda client: upsert(client, name, 1))
             acquired = hold([name], 1, timeout_seconds, purpose=f"{purpose} of {ref.name}")
             acquired.__enter__()
     except TimeoutError as exc:
@@ -216,15 +264,18 @@ def recover_leaked(names: list[str], holders: Holders | None = None) -> int:
     if not dead:
         return 0
     returned = 0
-    with get_client(sync_client=True) as client:
-        for name in names:
-            leaked = sum(h.slots for h in dead if name in h.names)
-            if not leaked:
-                continue
+    for name in names:
+        leaked = sum(h.slots for h in dead if name in h.names)
+        if not leaked:
+            continue
+
+        def give_back(client: SyncPrefectClient, name: str = name, leaked: int = leaked) -> None:
             limit = client.read_global_concurrency_limit_by_name(name)
             active = max(0, limit.active_slots - leaked)
             client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=active))
-            returned += leaked
+
+        api.write(give_back)
+        returned += leaked
     holders.forget([h.token for h in dead])
     for h in dead:
         log.warning(
@@ -257,6 +308,7 @@ def hold(names: list[str], slots: int, timeout_seconds: float, purpose: str | No
         def heartbeat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
                 holders.beat(token)
+                acquired.renew()
 
         beat = threading.Thread(target=heartbeat, name="georep-slot-heartbeat", daemon=True)
         beat.start()
@@ -265,6 +317,6 @@ def hold(names: list[str], slots: int, timeout_seconds: float, purpose: str | No
         finally:
             stop.set()
             holders.remove(token)
-            acquired.__exit__(None, None, None)
+            acquired.release()
     finally:
         holders.close()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import threading
 import uuid
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 
-from tasks import limits
+from tasks import api, limits
 
 
 def active(name: str) -> int:
@@ -81,3 +82,56 @@ def test_missing_limit_is_not_mistaken_for_a_busy_one() -> None:
 
     with pytest.raises(ConcurrencySlotAcquisitionError):
         limits.acquire([f"georep-missing-{uuid.uuid4().hex[:8]}"], 1, 0.5)
+
+
+def _status_error(status: int) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://prefect.invalid/api/v2/concurrency_limits/increment-with-lease")
+    return httpx.HTTPStatusError(f"{status}", request=request, response=httpx.Response(status, request=request))
+
+
+def test_a_busy_server_is_retried_after_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's "database is locked" comes back as 503; Prefect's own client would sleep 2 s before retrying."""
+    pauses: list[float] = []
+    monkeypatch.setattr(api.time, "sleep", pauses.append)
+    calls: list[int] = []
+
+    def busy_twice(client: object) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _status_error(503)
+        return "granted"
+
+    assert api.write(busy_twice) == "granted"
+    assert len(calls) == 3 and len(pauses) == 2 and max(pauses) <= 0.05
+
+
+def test_a_refusal_is_the_callers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(api.time, "sleep", pauses.append)
+
+    def refused(client: object) -> None:
+        raise _status_error(423)
+
+    with pytest.raises(httpx.HTTPStatusError):
+        api.write(refused)
+    assert pauses == []
+
+
+def test_the_shared_client_sends_a_request_once() -> None:
+    """The 503 retry is georep's: the shared client itself must not sleep and resend (Prefect's does, 2 s)."""
+    client = api._client()
+    sent: list[httpx.Request] = []
+    transport = client._client._transport
+    original = transport.handle_request
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, request=request, json={"exception_message": "Service Unavailable"})
+
+    transport.handle_request = busy  # type: ignore[method-assign]
+    try:
+        with pytest.raises(httpx.HTTPStatusError):
+            client.read_global_concurrency_limit_by_name("georep-any")
+    finally:
+        transport.handle_request = original  # type: ignore[method-assign]
+    assert len(sent) == 1
