@@ -35,13 +35,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect import Flow, State, flow, get_run_logger
-from prefect.artifacts import (
-    MarkdownArtifact,
-    TableArtifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import MarkdownArtifact, TableArtifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.runtime import flow_run
@@ -109,20 +103,18 @@ class _Progress:
         self.total, self.done = max(total, 1), 0
         self.id: UUID | None = None
         with contextlib.suppress(Exception):
-            self.id = create_progress_artifact(  # type: ignore[assignment]  # sync context: a UUID
-                0.0, key=artifacts.key("drill-progress", ref), description=f"{TITLE}: 0/{total} steps"
-            )
+            self.id = artifacts.progress(0.0, artifacts.key("drill-progress", ref), f"{TITLE}: 0/{total} steps")
 
     def advance(self, text: str) -> None:
         self.done += 1
         if self.id is not None:
             with contextlib.suppress(Exception):
-                update_progress_artifact(self.id, min(100.0, 100.0 * self.done / self.total), description=text[:500])
+                artifacts.update_progress(self.id, min(100.0, 100.0 * self.done / self.total), text[:500])
 
     def finish(self, text: str) -> None:
         if self.id is not None:
             with contextlib.suppress(Exception):
-                update_progress_artifact(self.id, 100.0, description=text[:500])
+                artifacts.update_progress(self.id, 100.0, text[:500])
 
 
 class _Drill:
@@ -386,10 +378,10 @@ def dr_drill(params: DrillParams = DEFAULTS) -> DrillReport | State[Any]:
         raise_for(drill.check_targets(targets, mode, info, observed, plan.protection_tag, params.require_ready))
         by_region = {o.region: o for o in observed}
         planned = drill.planned_steps(mode, [by_region[t] for t in targets], params.hold_seconds)
-        create_table_artifact(
+        artifacts.table(
             planned,
-            key=artifacts.key("drill-plan", ref),
-            description=f"{TITLE} ({mode}{', dry run' if params.dry_run else ''}): steps for `{ref.name}`",
+            artifacts.key("drill-plan", ref),
+            f"{TITLE} ({mode}{', dry run' if params.dry_run else ''}): steps for `{ref.name}`",
         )
         drill_id = uuid.uuid4().hex[:12]
         if params.dry_run:

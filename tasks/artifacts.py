@@ -55,6 +55,15 @@ def markdown(body: str, key: str, description: str) -> UUID:
     return create(MarkdownArtifact(markdown=body, key=key, description=description))
 
 
+def progress(value: float, key: str, description: str) -> UUID:
+    return create(PrefectProgress(progress=value, key=key, description=description))
+
+
+def update_progress(artifact_id: UUID, value: float, description: str) -> None:
+    update = ArtifactUpdate(data=value, description=description)
+    api.write(lambda client: client.update_artifact(artifact_id, update))
+
+
 def publish_plan(ref: RegistryRef, actions: Sequence[Action], title: str) -> None:
     table(report.plan_rows(actions), key("plan", ref), f"{title}: plan for `{ref.name}`")
     markdown(
@@ -187,20 +196,12 @@ class ProgressArtifact:
 
     def _create(self, total: int, title: str) -> None:
         with self._quiet():
-            self._id = create(
-                PrefectProgress(
-                    progress=0.0 if total else 100.0,
-                    key=key(self._kind, self._ref),
-                    description=f"{title}: 0/{total} regions",
-                )
-            )
+            self._id = progress(0.0 if total else 100.0, key(self._kind, self._ref), f"{title}: 0/{total} regions")
 
     def _update(self, progress: float, description: str) -> None:
-        artifact_id = self._id
-        if artifact_id is not None:
-            update = ArtifactUpdate(data=progress, description=description)
+        if self._id is not None:
             with self._quiet():
-                api.write(lambda client: client.update_artifact(artifact_id, update))
+                update_progress(self._id, progress, description)
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:

@@ -12,16 +12,9 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
 from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -63,19 +56,19 @@ def ui_url(flow_run_id: UUID | str | None) -> str | None:
 
 def publish_plan(fleet: Fleet, fleet_hash: str, title: str, description: str) -> None:
     rows = fleet_report.member_rows(fleet)
-    create_table_artifact(rows, key=key("plan", fleet_hash), description=f"{title}: {description}")
+    artifacts.table(rows, key("plan", fleet_hash), f"{title}: {description}")
 
 
 def publish_result(runs: Sequence[RegistryRun], fleet_hash: str, title: str) -> None:
-    create_table_artifact(
+    artifacts.table(
         fleet_report.fleet_rows(runs),
-        key=key("", fleet_hash),
-        description=f"{title}: registry x region result (fleet {fleet_hash[:12]})",
+        key("", fleet_hash),
+        f"{title}: registry x region result (fleet {fleet_hash[:12]})",
     )
-    create_markdown_artifact(
+    artifacts.markdown(
         fleet_report.fleet_markdown(runs, f"{title}: fleet {fleet_hash[:12]}"),
-        key=key("summary", fleet_hash),
-        description=f"{title}: totals, failed registries and the registry x region matrix",
+        key("summary", fleet_hash),
+        f"{title}: totals, failed registries and the registry x region matrix",
     )
 
 
@@ -94,10 +87,7 @@ class FleetProgress:
 
     def start(self, total: int, title: str) -> None:
         self._total, self._done, self._failed = total, 0, 0
-        created = create_progress_artifact(
-            0.0 if total else 100.0, key=self._key, description=f"{title}: 0/{total} registries"
-        )
-        self._id = cast(UUID, created)  # the sync twin: called from a sync flow
+        self._id = artifacts.progress(0.0 if total else 100.0, self._key, f"{title}: 0/{total} registries")
 
     def advance(self, run: RegistryRun) -> None:
         self._done += 1
@@ -107,16 +97,16 @@ class FleetProgress:
             return
         self._last = now
         if self._id is not None and self._total:
-            update_progress_artifact(
+            artifacts.update_progress(
                 self._id,
                 100.0 * self._done / self._total,
-                description=f"{self._done}/{self._total} registries ({self._failed} failed); "
+                f"{self._done}/{self._total} registries ({self._failed} failed); "
                 f"last: {run.ref.name} {run.state.lower()}",
             )
 
     def finish(self, summary: str) -> None:
         if self._id is not None:
-            update_progress_artifact(self._id, 100.0, description=summary[:500])
+            artifacts.update_progress(self._id, 100.0, summary[:500])
 
 
 def read_flow_runs(ids: Sequence[UUID]) -> dict[UUID, FlowRun]:
