@@ -35,7 +35,6 @@ from typing import Any
 from uuid import UUID
 
 from prefect import Flow, State, flow, get_run_logger
-from prefect.artifacts import MarkdownArtifact, TableArtifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.runtime import flow_run
@@ -278,20 +277,16 @@ def publish_report(ref: RegistryRef, report: DrillReport, flow_run_id: UUID | No
     ``flow_run_id``: the run they belong to when this runs outside it (a hook the worker calls after the run's
     process is gone)."""
     if report.timeline:
-        artifacts.create(
-            TableArtifact(
-                table=drill.timeline_rows(report),
-                key=artifacts.key("drill-timeline", ref),
-                description=f"{TITLE} ({report.mode}) timeline for `{ref.name}`",
-            ),
+        artifacts.table(
+            drill.timeline_rows(report),
+            artifacts.key("drill-timeline", ref),
+            f"{TITLE} ({report.mode}) timeline for `{ref.name}`",
             flow_run_id,
         )
-    artifacts.create(
-        MarkdownArtifact(
-            markdown=drill.markdown(report),
-            key=artifacts.key("drill-report", ref),
-            description=f"{TITLE} ({report.mode}): figures and restore status",
-        ),
+    artifacts.markdown(
+        drill.markdown(report),
+        artifacts.key("drill-report", ref),
+        f"{TITLE} ({report.mode}): figures and restore status",
         flow_run_id,
     )
 

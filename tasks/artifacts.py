@@ -47,12 +47,12 @@ def create(artifact: Artifact, flow_run_id: UUID | None = None) -> UUID:
     return api.write(lambda client: client.create_artifact(artifact=request)).id
 
 
-def table(rows: Sequence[dict[str, Any]], key: str, description: str) -> UUID:
-    return create(TableArtifact(table=list(rows), key=key, description=description))
+def table(rows: Sequence[dict[str, Any]], key: str, description: str, flow_run_id: UUID | None = None) -> UUID:
+    return create(TableArtifact(table=list(rows), key=key, description=description), flow_run_id)
 
 
-def markdown(body: str, key: str, description: str) -> UUID:
-    return create(MarkdownArtifact(markdown=body, key=key, description=description))
+def markdown(body: str, key: str, description: str, flow_run_id: UUID | None = None) -> UUID:
+    return create(MarkdownArtifact(markdown=body, key=key, description=description), flow_run_id)
 
 
 def progress(value: float, key: str, description: str) -> UUID:
