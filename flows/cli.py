@@ -187,6 +187,9 @@ class _TemporaryServer:
         assert spec is not None and spec.submodule_search_locations, "prefect is not installed"
         package_parent = str(Path(next(iter(spec.submodule_search_locations))).parent)
         self.port = self._free_port()
+        # the server's SQLite file is $PREFECT_HOME/prefect.db, and nothing has imported Prefect yet (which would
+        # have created the directory): on a machine where Prefect never ran, the server could not open it
+        Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser().mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
         self.process = subprocess.Popen(
@@ -220,14 +223,19 @@ class _TemporaryServer:
         import urllib.request
 
         deadline = time.monotonic() + timeout
+        respawns = 0
         while time.monotonic() < deadline:
             assert self.process is not None
             code = self.process.poll()
-            if code == 3:  # uvicorn: the port was taken in the meantime
+            if code == 3 and respawns < 2:  # uvicorn's startup failure: the port may have been taken meanwhile
+                respawns += 1
                 self._spawn()
                 continue
             if code is not None:
-                raise CliError(f"Prefect's temporary server exited with code {code} while starting", EXIT_ARM)
+                raise CliError(
+                    f"Prefect's temporary server exited with code {code} while starting (its errors are above)",
+                    EXIT_ARM,
+                )
             try:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
                     if response.status == 200:
