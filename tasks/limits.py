@@ -129,9 +129,6 @@ class Lease:
         api.write(lambda client: client.release_concurrency_slots_with_lease(self.lease_id))
         emit_concurrency_release_events(self.limits, self.slots, self._events)
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
 
 def take(names: list[str], slots: int) -> Lease | None:
     """One attempt at ``slots`` of every limit in ``names``: the lease, or None when the server refuses because

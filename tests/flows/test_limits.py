@@ -32,7 +32,7 @@ def test_contended_acquisitions_with_short_timeouts_leak_no_slot() -> None:
             outcomes.append("timed out")
             return
         outcomes.append("held")
-        held.__exit__(None, None, None)
+        held.release()
 
     threads = [threading.Thread(target=contend) for _ in range(8)]
     for t in threads:
@@ -50,9 +50,9 @@ def test_acquire_times_out_while_held_and_succeeds_after_release() -> None:
     first = limits.acquire([name], 1, 5)
     with pytest.raises(TimeoutError):
         limits.acquire([name], 1, 0.5)
-    first.__exit__(None, None, None)
+    first.release()
     second = limits.acquire([name], 1, 5)
-    second.__exit__(None, None, None)
+    second.release()
     assert active(name) == 0
 
 
