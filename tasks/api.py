@@ -68,7 +68,7 @@ def _send_once(raw: PrefectHttpxSyncClient) -> None:
         if raw.enable_csrf_support and request.method.upper() in {"POST", "PUT", "PATCH", "DELETE"}:
             raw._add_csrf_headers(request=request)
         response = PrefectResponse.from_httpx_response(httpx.Client.send(raw, request, *args, **kwargs))
-        if response.status_code == 403 and "Invalid CSRF token" in response.text:
+        if _csrf_refused(response):
             raw.csrf_token = None  # fetched again by the retry
         if raw.raise_on_all_errors:
             response.raise_for_status()
@@ -77,9 +77,13 @@ def _send_once(raw: PrefectHttpxSyncClient) -> None:
     raw.send = send  # type: ignore[method-assign]
 
 
+def _csrf_refused(response: httpx.Response) -> bool:
+    """The server no longer knows the client's CSRF token (it expired, or the server restarted)."""
+    return response.status_code == 403 and "Invalid CSRF token" in response.text
+
+
 def _retryable(exc: httpx.HTTPStatusError) -> bool:
-    status = exc.response.status_code
-    return status in RETRY_STATUSES or (status == 403 and "Invalid CSRF token" in exc.response.text)
+    return exc.response.status_code in RETRY_STATUSES or _csrf_refused(exc.response)
 
 
 def write(call: Callable[[SyncPrefectClient], T]) -> T:
